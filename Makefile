@@ -1,0 +1,39 @@
+# Every target installs what it needs into .venv first: a fresh clone with Python 3.11 is enough.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: all up lint typecheck test test-fast rules-test bench clean
+
+all: lint typecheck test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/ticket-worker up
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m 'not integration' --no-cov -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.receiver
+	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.engine
+
+clean:
+	rm -rf $(VENV) .ticket-worker .mypy_cache .pytest_cache .ruff_cache .coverage*

@@ -1,0 +1,1 @@
+"""The rules engine: pure. No starlette, celery, redis or httpx here; `now` is an argument."""

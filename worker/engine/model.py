@@ -1,0 +1,222 @@
+"""The engine's data: what goes in (Event, ConversationState) and what comes out (Decision).
+
+These dataclasses are the contract between the pure engine and the rest of the service.
+Everything here is immutable and JSON-serialisable through `to_json` / `from_json`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Final, Literal
+
+OPEN_TICKET: Final = "open_ticket"
+CLOSE_TICKET: Final = "close_ticket"
+HELPWAVE_CREATE_TICKET: Final = "helpwave.create_ticket"
+HELPWAVE_ADD_COMMENT: Final = "helpwave.add_comment"
+ACTION_KINDS: Final = (OPEN_TICKET, CLOSE_TICKET, HELPWAVE_CREATE_TICKET, HELPWAVE_ADD_COMMENT)
+AWALCHAT_ACTIONS: Final = frozenset({OPEN_TICKET, CLOSE_TICKET})
+HELPWAVE_ACTIONS: Final = frozenset({HELPWAVE_CREATE_TICKET, HELPWAVE_ADD_COMMENT})
+
+# Event names AwalChat documents; an `on:` name within two edits of one of these is a typo.
+KNOWN_EVENTS: Final = (
+    "message.received",
+    "message.status.updated",
+    "conversation.created",
+    "conversation.updated",
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One webhook envelope as the engine sees it.
+
+    `payload` is the whole decoded JSON object (`event`, `timestamp`, `data`, ...); rule paths
+    are dotted into it. `conversation_id` is `data.conversation_id` as a string, when present.
+    """
+
+    name: str
+    payload: Mapping[str, Any]
+    timestamp: datetime | None = None
+    conversation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationState:
+    """What the worker knows of one conversation before an event is decided."""
+
+    ticket_open: bool = False
+    helpwave_ticket_id: str | None = None
+    helpwave_ticket_open: bool = False
+    cooldowns: Mapping[str, datetime] = field(default_factory=dict)  # rule name -> until (UTC)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ticket_open": self.ticket_open,
+            "helpwave_ticket_id": self.helpwave_ticket_id,
+            "helpwave_ticket_open": self.helpwave_ticket_open,
+            "cooldowns": {name: until.isoformat() for name, until in self.cooldowns.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ConversationState:
+        return cls(
+            ticket_open=bool(data.get("ticket_open", False)),
+            helpwave_ticket_id=data.get("helpwave_ticket_id"),
+            helpwave_ticket_open=bool(data.get("helpwave_ticket_open", False)),
+            cooldowns={
+                name: datetime.fromisoformat(until)
+                for name, until in dict(data.get("cooldowns", {})).items()
+            },
+        )
+
+    def evolve(self, **changes: Any) -> ConversationState:
+        """A copy with `changes` applied."""
+        return replace(self, **changes)
+
+
+OutcomeStatus = Literal[
+    "matched",  # every condition held; its actions are planned
+    "not_matched",  # a condition failed: see `failure`
+    "not_for_event",  # `on:` does not name this event
+    "disabled",  # `enabled: false`
+    "cooling_down",  # matched, but its cooldown for this conversation is running
+    "stopped",  # an earlier rule had `stop: true`
+    "after_first_match",  # `mode: first_match` and an earlier rule of its file matched
+]
+
+
+@dataclass(frozen=True)
+class ConditionFailure:
+    """The first condition of a rule that did not hold, and the value it saw."""
+
+    path: str  # "data.body", "ticket", "time", ...
+    expected: str  # human text: "contains 'thank'", "equals 'text'", "is open"
+    seen: Any  # the value found (JSON-able); None with `missing=True` when absent
+    missing: bool = False
+
+    def describe(self) -> str:
+        seen = "missing" if self.missing else repr(self.seen)
+        return f"{self.path} {self.expected}: saw {seen}"
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """Why one rule did or did not act on an event."""
+
+    rule: str
+    status: OutcomeStatus
+    reason: str
+    failure: ConditionFailure | None = None
+    file: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """One action a matched rule asks for, placeholders filled.
+
+    `skip_reason` is set when the action would change nothing (open while open, ...): it is
+    recorded, never sent. `rule` + `index` identify it inside its decision.
+    """
+
+    rule: str
+    index: int
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    skip_reason: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable id within a decision; with the delivery id it forms the idempotency key."""
+        return f"{self.rule}#{self.index}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do for one event and why, for every rule of the ruleset."""
+
+    ruleset_version: str
+    event: str
+    conversation_id: str | None
+    outcomes: tuple[RuleOutcome, ...]
+    actions: tuple[PlannedAction, ...]
+    state_after: ConversationState
+
+    @property
+    def matched_rules(self) -> tuple[str, ...]:
+        return tuple(o.rule for o in self.outcomes if o.status == "matched")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ruleset_version": self.ruleset_version,
+            "event": self.event,
+            "conversation_id": self.conversation_id,
+            "outcomes": [
+                {
+                    "rule": o.rule,
+                    "status": o.status,
+                    "reason": o.reason,
+                    "file": o.file,
+                    "line": o.line,
+                    "failure": None
+                    if o.failure is None
+                    else {
+                        "path": o.failure.path,
+                        "expected": o.failure.expected,
+                        "seen": o.failure.seen,
+                        "missing": o.failure.missing,
+                    },
+                }
+                for o in self.outcomes
+            ],
+            "actions": [
+                {
+                    "rule": a.rule,
+                    "index": a.index,
+                    "kind": a.kind,
+                    "params": dict(a.params),
+                    "skip_reason": a.skip_reason,
+                }
+                for a in self.actions
+            ],
+            "state_after": self.state_after.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Decision:
+        return cls(
+            ruleset_version=data["ruleset_version"],
+            event=data["event"],
+            conversation_id=data.get("conversation_id"),
+            outcomes=tuple(
+                RuleOutcome(
+                    rule=o["rule"],
+                    status=o["status"],
+                    reason=o["reason"],
+                    file=o.get("file", ""),
+                    line=o.get("line", 0),
+                    failure=None
+                    if o.get("failure") is None
+                    else ConditionFailure(
+                        path=o["failure"]["path"],
+                        expected=o["failure"]["expected"],
+                        seen=o["failure"]["seen"],
+                        missing=o["failure"].get("missing", False),
+                    ),
+                )
+                for o in data["outcomes"]
+            ),
+            actions=tuple(
+                PlannedAction(
+                    rule=a["rule"],
+                    index=a["index"],
+                    kind=a["kind"],
+                    params=a.get("params", {}),
+                    skip_reason=a.get("skip_reason"),
+                )
+                for a in data["actions"]
+            ),
+            state_after=ConversationState.from_json(data["state_after"]),
+        )

@@ -1,0 +1,103 @@
+"""One error tree, split by what the caller must do.
+
+    TicketWorkerError
+     ├── ConfigError                 a setting is missing or wrong: refuse to start
+     ├── RulesError                  a rule file is refused: refuse to start / `check` exits 1
+     │                               (carries every RuleProblem with file:line:column)
+     ├── PayloadError                a webhook is bad: answer its `status` (400, 401, 413)
+     └── HelpdeskError               a call to AwalChat or HelpWave failed
+          ├── HelpdeskUnavailableError   timeout, connection error, 5xx: retry
+          │    └── RateLimitedError      429: retry after `retry_after` seconds
+          └── HelpdeskRejectedError      any other 4xx: do not retry
+
+Helpdesk errors keep the request and the response (when there was one); raise them
+`from` the underlying exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+
+class TicketWorkerError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(TicketWorkerError):
+    """A setting is missing or invalid; the message names the setting, never its value."""
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    """One finding in a rule file, 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    severity: str = "error"  # "error" refuses the file; "warning" is a lint finding
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.severity}: {self.message}"
+
+
+class RulesError(TicketWorkerError):
+    """A ruleset was refused; `problems` holds every error found."""
+
+    def __init__(self, problems: list[RuleProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class PayloadError(TicketWorkerError):
+    """A webhook request is refused with `status` and a short `reason`."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"{status}: {reason}")
+
+
+class HelpdeskError(TicketWorkerError):
+    """A helpdesk call failed; `request` always set, `response` when one arrived."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: httpx.Request,
+        response: httpx.Response | None = None,
+    ) -> None:
+        self.request = request
+        self.response = response
+        super().__init__(message)
+
+    @property
+    def status_code(self) -> int | None:
+        """The HTTP status, or None when no answer came."""
+        return self.response.status_code if self.response is not None else None
+
+
+class HelpdeskUnavailableError(HelpdeskError):
+    """Timeout, connection error or 5xx: the same call may succeed later."""
+
+
+class RateLimitedError(HelpdeskUnavailableError):
+    """429: wait `retry_after` seconds (None when the answer did not say)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: httpx.Request,
+        response: httpx.Response | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, request=request, response=response)
+        self.retry_after = retry_after
+
+
+class HelpdeskRejectedError(HelpdeskError):
+    """A 4xx other than 409/429: retrying the same call cannot help."""

@@ -1,0 +1,91 @@
+"""Settings: the only reader of the environment (and of a `.env` file).
+
+Names are the contract of `shared/specs/interface.md`; keep them stable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from worker.errors import ConfigError
+
+DEFAULT_AWALCHAT_BASE_URL = "https://api.awalchat.com/api/developer"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; build one per entry point and pass it down."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    redis_url: str | None = None
+    rules_path: Path = Path("rules")
+
+    awalchat_base_url: str = DEFAULT_AWALCHAT_BASE_URL
+    awalchat_hmac_secret: SecretStr | None = None
+    awalchat_client_id: str | None = None
+    awalchat_domain: str | None = None
+    awalchat_phone_number_id: str | None = None
+    awalchat_webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+
+    helpwave_base_url: str | None = None
+    helpwave_api_key: SecretStr | None = None
+
+    dry_run: bool = False
+    admin_token: SecretStr | None = None
+
+    # Tunables beyond the interface table; defaults suit production.
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+    worker_concurrency: int = Field(default=2, ge=1)
+    awalchat_rate: str | None = None  # e.g. "60/10s"; learnt from headers when unset
+    helpwave_rate: str | None = "10/1s"
+
+    @field_validator("awalchat_webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("awalchat_base_url", "helpwave_base_url", mode="after")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    def require_redis_url(self) -> str:
+        """Return `REDIS_URL` or raise a ConfigError naming it."""
+        if not self.redis_url:
+            raise ConfigError("REDIS_URL is not set (ticket-worker up starts an embedded Redis)")
+        return self.redis_url
+
+    def missing_credentials(self, *, awalchat: bool, helpwave: bool) -> list[str]:
+        """Names of the unset settings that live calls to the given helpdesks need."""
+        wanted: list[tuple[str, object]] = []
+        if awalchat:
+            wanted += [
+                ("AWALCHAT_HMAC_SECRET", self.awalchat_hmac_secret),
+                ("AWALCHAT_CLIENT_ID", self.awalchat_client_id),
+                ("AWALCHAT_DOMAIN", self.awalchat_domain),
+                ("AWALCHAT_PHONE_NUMBER_ID", self.awalchat_phone_number_id),
+            ]
+        if helpwave:
+            wanted += [
+                ("HELPWAVE_BASE_URL", self.helpwave_base_url),
+                ("HELPWAVE_API_KEY", self.helpwave_api_key),
+            ]
+        return [name for name, value in wanted if not value]
+
+    def has_any_credentials(self) -> bool:
+        """True when any helpdesk credential is set (`up` then runs live)."""
+        return any(
+            (
+                self.awalchat_hmac_secret,
+                self.awalchat_client_id,
+                self.awalchat_domain,
+                self.helpwave_api_key,
+                self.helpwave_base_url,
+            )
+        )
