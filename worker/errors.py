@@ -5,6 +5,10 @@
      ├── RulesError                  a rule file is refused: refuse to start / `check` exits 1
      │                               (carries every RuleProblem with file:line:column)
      ├── PayloadError                a webhook is bad: answer its `status` (400, 401, 413)
+     ├── ActionError                 an action cannot be carried out as planned: dead-letter it
+     ├── ThrottledError              the shared rate budget says wait until `until`: park the
+     │                               work (nothing was sent; not an attempt)
+     ├── QueueUnavailableError       Redis cannot be reached: answer 503, the sender retries
      └── HelpdeskError               a call to AwalChat or HelpWave failed
           ├── HelpdeskUnavailableError   timeout, connection error, 5xx: retry
           │    └── RateLimitedError      429: retry after `retry_after` seconds
@@ -58,6 +62,23 @@ class PayloadError(TicketWorkerError):
         self.status = status
         self.reason = reason
         super().__init__(f"{status}: {reason}")
+
+
+class QueueUnavailableError(TicketWorkerError):
+    """The queue (Redis) did not answer in time or refused the write: nothing was accepted."""
+
+
+class ActionError(TicketWorkerError):
+    """An action cannot be carried out as planned (e.g. the event has no phone number)."""
+
+
+class ThrottledError(TicketWorkerError):
+    """The destination's shared budget is spent: nothing was sent; try again at `until`."""
+
+    def __init__(self, destination: str, until: float) -> None:
+        self.destination = destination
+        self.until = until
+        super().__init__(f"{destination}: rate budget spent until {until:.3f}")
 
 
 class HelpdeskError(TicketWorkerError):
