@@ -18,6 +18,7 @@ is sent with EVALSHA and re-loaded on NOSCRIPT, so a Redis that restarts empty k
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -139,7 +140,12 @@ def redis_client(url: str, *, timeout: float = 0.5) -> redis.asyncio.Redis:
 
 
 class Inbox:
-    """Accepts webhooks into Redis; the only writer of `tw:seen`, `tw:delivery`, `tw:inbox`."""
+    """Accepts webhooks into Redis; the only writer of `tw:seen`, `tw:delivery`, `tw:inbox`.
+
+    `now` stamps `received_at` (Unix seconds); `deadline` caps each call in seconds whatever
+    the client's own timeouts (an answer lost past it may still have been accepted: the
+    sender's retry is then answered as a duplicate).
+    """
 
     def __init__(
         self,
@@ -147,8 +153,10 @@ class Inbox:
         *,
         now: Callable[[], float] = time.time,
         queue: str = CELERY_QUEUE,
+        deadline: float = 1.8,
     ) -> None:
         self._redis = redis
+        self._deadline = deadline
         self._now = now
         self._queue = queue
         self._script = redis.register_script(ACCEPT_SCRIPT)
@@ -178,7 +186,8 @@ class Inbox:
             DELIVERY_TTL_SECONDS,
         ]
         try:
-            created = await self._script(keys=keys, args=args)
+            async with asyncio.timeout(self._deadline):
+                created = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             raise QueueUnavailableError(f"queue unavailable: {type(exc).__name__}") from exc
         return AcceptResult(delivery_id=delivery_id, duplicate=not created)
@@ -186,6 +195,7 @@ class Inbox:
     async def ping(self) -> None:
         """Return when Redis answers; else raise QueueUnavailableError."""
         try:
-            await self._redis.ping()
+            async with asyncio.timeout(self._deadline):
+                await self._redis.ping()
         except (RedisError, OSError) as exc:
             raise QueueUnavailableError(f"queue unavailable: {type(exc).__name__}") from exc

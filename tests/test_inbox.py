@@ -1,0 +1,164 @@
+"""Inbox.accept: one atomic script dedupes, stores, orders and queues a delivery."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+import redis.asyncio
+
+from tests.helpers_redis import RedisServer, free_port, start_redis_server
+from worker.engine.model import Event
+from worker.errors import QueueUnavailableError
+from worker.inbox import (
+    DELIVERY_TTL_SECONDS,
+    DRAIN_TASK,
+    SEEN_TTL_SECONDS,
+    AcceptResult,
+    Inbox,
+    celery_message,
+    delivery_id_for,
+    redis_client,
+)
+
+pytestmark = pytest.mark.anyio
+
+RAW = b'{"event":"message.received","data":{"conversation_id":7}}'
+EVENT = Event(name="message.received", payload={}, conversation_id="7")
+NOW = 1700000000.25
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[redis.asyncio.Redis]:
+    fake = fakeredis.FakeAsyncRedis()
+    yield fake
+    await fake.aclose()
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with start_redis_server() as running:
+        yield running
+
+
+async def accept(
+    client: redis.asyncio.Redis, raw: bytes = RAW, event: Event = EVENT, *, dry_run: bool = False
+) -> AcceptResult:
+    return await Inbox(client, now=lambda: NOW).accept(raw, event, dry_run=dry_run)
+
+
+def decode(message: bytes | str) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(message)
+    return decoded
+
+
+async def test_accept_stores_orders_and_queues_one_delivery(
+    client: redis.asyncio.Redis,
+) -> None:
+    result = await accept(client, dry_run=True)
+    delivery_id = delivery_id_for(RAW)
+    assert result == AcceptResult(delivery_id=delivery_id, duplicate=False)
+    assert len(delivery_id) == 32
+    assert await client.hgetall(f"tw:delivery:{delivery_id}") == {
+        b"raw": RAW,
+        b"received_at": b"1700000000.25",
+        b"dry_run": b"1",
+        b"conversation": b"7",
+    }
+    assert 0 < await client.ttl(f"tw:delivery:{delivery_id}") <= DELIVERY_TTL_SECONDS
+    assert 0 < await client.ttl(f"tw:seen:{delivery_id}") <= SEEN_TTL_SECONDS
+    assert await client.lrange("tw:inbox:7", 0, -1) == [delivery_id.encode()]
+    [message] = await client.lrange("celery", 0, -1)
+    headers = decode(message)["headers"]
+    assert (headers["task"], headers["argsrepr"]) == (DRAIN_TASK, "['7']")
+
+
+async def test_same_body_again_is_a_duplicate_and_changes_nothing(
+    client: redis.asyncio.Redis,
+) -> None:
+    first = await accept(client)
+    again = await accept(client, dry_run=True)
+    assert again == AcceptResult(delivery_id=first.delivery_id, duplicate=True)
+    assert await client.llen("celery") == 1
+    assert await client.llen("tw:inbox:7") == 1
+    assert await client.hget(f"tw:delivery:{first.delivery_id}", "dry_run") == b"0"
+
+
+async def test_deliveries_of_one_conversation_queue_in_arrival_order(
+    client: redis.asyncio.Redis,
+) -> None:
+    ids = [(await accept(client, RAW + b" " * n)).delivery_id.encode() for n in range(3)]
+    assert await client.lrange("tw:inbox:7", 0, -1) == ids
+
+
+async def test_event_without_conversation_gets_an_inbox_of_its_own(
+    client: redis.asyncio.Redis,
+) -> None:
+    raw = b'{"event":"order.updated"}'
+    result = await accept(client, raw, Event(name="order.updated", payload={}))
+    conv = f"d:{result.delivery_id}"
+    assert await client.lrange(f"tw:inbox:{conv}", 0, -1) == [result.delivery_id.encode()]
+    assert await client.hget(f"tw:delivery:{result.delivery_id}", "conversation") == conv.encode()
+
+
+def test_celery_message_has_the_kombu_redis_transport_shape() -> None:
+    message = decode(celery_message("some.task", ["a", "b"], queue="other").encode())
+    assert message["content-type"] == "application/json"
+    assert message["content-encoding"] == "utf-8"
+    headers, properties = message["headers"], message["properties"]
+    assert headers["task"] == "some.task"
+    assert headers["id"] == headers["root_id"] == properties["correlation_id"]
+    assert properties["delivery_info"] == {"exchange": "", "routing_key": "other"}
+    assert (properties["delivery_mode"], properties["priority"]) == (2, 0)
+    assert properties["body_encoding"] == "base64"
+    args, kwargs, embed = json.loads(base64.b64decode(message["body"]))
+    assert (args, kwargs) == (["a", "b"], {})
+    assert embed == {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def test_each_celery_message_has_its_own_task_id() -> None:
+    first, second = (decode(celery_message("t", []).encode()) for _ in range(2))
+    assert first["headers"]["id"] != second["headers"]["id"]
+
+
+async def test_unreachable_redis_raises_queue_unavailable_within_two_seconds() -> None:
+    client = redis_client(f"redis://127.0.0.1:{free_port()}/0")
+    inbox = Inbox(client)
+    try:
+        started = time.monotonic()
+        with pytest.raises(QueueUnavailableError):
+            await inbox.accept(RAW, EVENT, dry_run=False)
+        with pytest.raises(QueueUnavailableError):
+            await inbox.ping()
+        assert time.monotonic() - started < 4.0
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.integration
+async def test_inbox_recovers_when_redis_comes_back_empty(server: RedisServer) -> None:
+    client = redis_client(server.url)
+    inbox = Inbox(client)
+    try:
+        await inbox.ping()
+        assert not (await inbox.accept(RAW, EVENT, dry_run=False)).duplicate
+
+        server.stop()
+        started = time.monotonic()
+        with pytest.raises(QueueUnavailableError):
+            await inbox.accept(RAW + b" ", EVENT, dry_run=False)
+        assert time.monotonic() - started < 2.0
+        with pytest.raises(QueueUnavailableError):
+            await inbox.ping()
+
+        server.start()  # empty: no script cached, no seen keys
+        await inbox.ping()
+        assert not (await inbox.accept(RAW, EVENT, dry_run=False)).duplicate
+        assert await client.llen("celery") == 1
+    finally:
+        await client.aclose()
