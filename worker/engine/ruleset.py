@@ -1,0 +1,129 @@
+"""A loaded, validated ruleset: immutable, compiled once, shared by every evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta, tzinfo
+from functools import cached_property
+from typing import Any, Literal
+
+from worker.engine.conditions import Condition
+from worker.engine.model import AWALCHAT_ACTIONS, HELPWAVE_ACTIONS, RuleOutcome
+
+Mode = Literal["first_match", "all"]
+WILDCARD: Literal["*"] = "*"
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One entry of a rule's `then:`: its kind, its parameters as written (defaults filled)."""
+
+    kind: str
+    params: Mapping[str, Any]
+    render: Callable[[Mapping[str, Any]], dict[str, Any]] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One compiled rule. `events` is the set of names from `on:`, or '*' for every event."""
+
+    name: str
+    description: str
+    file: str
+    line: int
+    events: frozenset[str] | Literal["*"]
+    condition: Condition = field(repr=False, compare=False)
+    actions: tuple[ActionSpec, ...]
+    stop: bool = False
+    cooldown: timedelta | None = None
+    enabled: bool = True
+    column: int = 1
+
+    def listens_to(self, event: str) -> bool:
+        return self.events == WILDCARD or event in self.events
+
+
+@dataclass(frozen=True)
+class RuleFile:
+    """Per-file options: `mode` applies among the file's own rules; `timezone` to `time:`."""
+
+    name: str
+    mode: Mode = "all"
+    timezone: str = "UTC"
+    zone: tzinfo | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """Every rule of every file, in order; `version` is a short hash of the files' texts."""
+
+    version: str
+    rules: tuple[Rule, ...]
+    rule_files: tuple[RuleFile, ...]
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.rule_files)
+
+    def file(self, name: str) -> RuleFile:
+        """The options of the file called `name` (KeyError when there is none)."""
+        for rule_file in self.rule_files:
+            if rule_file.name == name:
+                return rule_file
+        raise KeyError(name)
+
+    @cached_property
+    def uses_awalchat(self) -> bool:
+        """Does any enabled rule open or close AwalChat tickets (credentials needed)."""
+        return self._uses(AWALCHAT_ACTIONS)
+
+    @cached_property
+    def uses_helpwave(self) -> bool:
+        """Does any enabled rule call HelpWave (credentials needed)."""
+        return self._uses(HELPWAVE_ACTIONS)
+
+    def _uses(self, kinds: frozenset[str]) -> bool:
+        return any(a.kind in kinds for r in self.rules if r.enabled for a in r.actions)
+
+    @cached_property
+    def plan(self) -> Plan:
+        """What `evaluate` precomputes once per ruleset."""
+        return Plan(self)
+
+
+class Plan:
+    """Per-ruleset lookups for evaluation: which rules listen to which event, static outcomes."""
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        rules = ruleset.rules
+        modes = {f.name: f.mode for f in ruleset.rule_files}
+        self.first_match = tuple(modes.get(r.file) == "first_match" for r in rules)
+        self.wildcard = tuple(r.events == WILDCARD for r in rules)
+        self._by_event: dict[str, tuple[bool, ...]] = {}
+        for rule in rules:
+            if rule.events != WILDCARD:
+                for name in rule.events:
+                    self._by_event.setdefault(name, tuple(r.listens_to(name) for r in rules))
+        self.not_for_event = tuple(
+            RuleOutcome(
+                r.name, "not_for_event", f"listens for {_names(r)}", file=r.file, line=r.line
+            )
+            for r in rules
+        )
+        self.disabled = tuple(
+            RuleOutcome(r.name, "disabled", "enabled: false", file=r.file, line=r.line)
+            for r in rules
+        )
+        self.matched = tuple(
+            RuleOutcome(r.name, "matched", "every condition held", file=r.file, line=r.line)
+            for r in rules
+        )
+
+    def listeners(self, event: str) -> tuple[bool, ...]:
+        """For each rule in order: does it listen to `event`."""
+        return self._by_event.get(event, self.wildcard)
+
+
+def _names(rule: Rule) -> str:
+    return "every event" if rule.events == WILDCARD else ", ".join(sorted(rule.events))

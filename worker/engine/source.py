@@ -1,0 +1,122 @@
+"""Rule-file YAML read with positions, and problems reported at file:line:column.
+
+The round-trip loader keeps the line and column of every mapping key, mapping value and
+sequence item; `Source` turns a location inside the parsed document into a 1-based
+position, so every problem points at the offending key or value.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from worker.errors import RuleProblem
+
+Loc = tuple[str | int, ...]
+Position = tuple[int, int]
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """ "; did you mean 'x'?" for the closest option, or ''."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def found(value: Any) -> str:
+    """How a value found in a rule file is named in a message."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 60 else repr(value[:60] + "…")
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def to_plain(node: Any) -> Any:
+    """The parsed YAML as plain dict/list/str/int/float/bool/None (dates as ISO text)."""
+    if isinstance(node, dict):
+        return {to_plain(k): to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [to_plain(item) for item in node]
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, datetime | date):
+        return node.isoformat()
+    if node is None:
+        return None
+    return str(node)
+
+
+def position(node: Any, loc: Loc, *, key: bool = False) -> Position:
+    """1-based position of `loc` inside `node`: of the key itself when `key`, else its value.
+
+    Walks as deep as the document goes; a missing key points at its enclosing mapping.
+    """
+    line, column = _start(node)
+    current = node
+    for depth, part in enumerate(loc):
+        last = depth == len(loc) - 1
+        if isinstance(current, CommentedMap) and part in current:
+            line, column = current.lc.key(part) if (last and key) else current.lc.value(part)
+            current = current[part]
+        elif isinstance(current, CommentedSeq) and isinstance(part, int) and part < len(current):
+            line, column = current.lc.item(part)
+            current = current[part]
+        else:
+            break
+    return line + 1, column + 1
+
+
+def _start(node: Any) -> tuple[int, int]:
+    if isinstance(node, CommentedMap | CommentedSeq):
+        return node.lc.line, node.lc.col
+    return 0, 0
+
+
+class Source:
+    """One rule file being read: parses it and collects its problems into a shared list."""
+
+    def __init__(self, file: str, problems: list[RuleProblem]) -> None:
+        self.file = file
+        self.problems = problems
+
+    def parse(self, text: str) -> Any:
+        """The document's root node; on a YAML error, records it and returns None."""
+        yaml = YAML(typ="rt", pure=True)
+        try:
+            return yaml.load(text)
+        except YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+            line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            what = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+            context = getattr(exc, "context", None)
+            detail = f"{what} ({context})" if context else what
+            self.add((line, column), f"YAML syntax error: {detail}")
+            return None
+
+    def add(self, where: Position, message: str) -> None:
+        """Record a problem at an explicit position."""
+        self.problems.append(RuleProblem(self.file, where[0], where[1], message))
+
+    def at(self, node: Any, loc: Loc, message: str, *, key: bool = False) -> None:
+        """Record a problem at `loc` inside `node` (see `position`)."""
+        self.add(position(node, loc, key=key), message)
