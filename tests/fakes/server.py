@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -113,7 +113,7 @@ class FakeProvidersServer:
         }
 
 
-def _wait_ready(proc: subprocess.Popen[str], log: Any, timeout: float) -> str:
+def _wait_ready(proc: subprocess.Popen[str], log: IO[bytes], timeout: float) -> str:
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
