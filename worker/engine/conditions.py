@@ -186,7 +186,8 @@ class ConditionCompiler:
             try:
                 test = build(arg)
             except OperatorArgError as exc:
-                self.source.at(ops, (op,), f"{exc}; found {found(arg)}")
+                message = str(exc) if exc.complete else f"{exc}; found {found(arg)}"
+                self.source.at(ops, (op,), message)
                 ok = False
                 continue
             tests.append((test, f"{op} {show(arg)}", op == "exists"))

@@ -21,7 +21,14 @@ _RE2_OPTIONS.log_errors = False
 
 
 class OperatorArgError(ValueError):
-    """An operator's argument is not what it takes; the message says what it expected."""
+    """An operator's argument is not what it takes; the message says what it expected.
+
+    `complete` messages already show the argument found.
+    """
+
+    def __init__(self, message: str, *, complete: bool = False) -> None:
+        super().__init__(message)
+        self.complete = complete
 
 
 def _is_number(value: Any) -> bool:
@@ -161,7 +168,9 @@ def _build_matches(arg: Any) -> Test:
         pattern = re2.compile(arg, _RE2_OPTIONS)
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
-        raise OperatorArgError(f"bad regular expression {arg!r}: {reason} (RE2 syntax)") from exc
+        raise OperatorArgError(
+            f"bad regular expression {arg!r}: {reason} (expected RE2 syntax)", complete=True
+        ) from exc
 
     def matches(value: Any) -> bool:
         text = _text(value)

@@ -57,9 +57,9 @@ class RuleModel(Section):
     description: str = ""
     on: Any
     when: Any = None
-    then: list[Any] = []
+    then: Any = None
     stop: bool = False
-    cooldown: str | None = None
+    cooldown: Any = None
     enabled: bool = True
 
 

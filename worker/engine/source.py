@@ -39,9 +39,9 @@ def found(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, dict):
-        return "a mapping"
+        return "a mapping" if value else "an empty mapping"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
     return f"a {type(value).__name__}"
 
 
@@ -109,6 +109,9 @@ class Source:
             line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
             what = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
             context = getattr(exc, "context", None)
+            context_mark = getattr(exc, "context_mark", None)
+            if context and context_mark is not None and context_mark is not mark:
+                context += f" that starts at {context_mark.line + 1}:{context_mark.column + 1}"
             detail = f"{what} ({context})" if context else what
             self.add((line, column), f"YAML syntax error: {detail}")
             return None

@@ -113,7 +113,7 @@ def _days(node: CommentedMap, source: Source) -> frozenset[int] | None:
             source.at(
                 days,
                 (i,),
-                f"unknown day {found(to_plain(day))}{hint}; expected one of: {', '.join(DAYS)}",
+                f"unknown day {found(to_plain(day))}{hint} (expected one of: {', '.join(DAYS)})",
             )
             continue
         picked.add(DAYS.index(text))
