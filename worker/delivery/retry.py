@@ -1,0 +1,72 @@
+"""The one retry layer: bounded exponential backoff with full jitter.
+
+`classify` says what a failed helpdesk call calls for; `RetryPolicy.delay` says how long
+to wait before the next attempt, or that it is time to give up. Both are pure: the caller
+owns the clock, the random source and the count of attempts.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from worker.errors import HelpdeskError, HelpdeskRejectedError, HelpdeskUnavailableError
+
+Verdict = Literal["retry", "reject", "done"]
+
+
+def classify(exc: BaseException) -> Verdict:
+    """Map an error to what the caller must do.
+
+    - "done": a 409 (AwalChat: the ticket is already open or closed; the wanted state holds)
+    - "retry": HelpdeskUnavailableError (timeouts, connection errors, 5xx) and its
+      RateLimitedError (429)
+    - "reject": HelpdeskRejectedError (other 4xx) and anything outside the helpdesk error
+      tree: only named errors are retried
+    """
+    if isinstance(exc, HelpdeskError) and exc.status_code == 409:
+        return "done"
+    if isinstance(exc, HelpdeskUnavailableError):
+        return "retry"
+    if isinstance(exc, HelpdeskRejectedError):
+        return "reject"
+    return "reject"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """At most `max_attempts` attempts in all, and no retry that would start more than
+    `max_total` seconds after the first attempt. Backoff before retry n is uniform in
+    [0, min(cap, base * 2**(n-1))] ("full jitter"), raised to `retry_after` when the
+    provider named a wait."""
+
+    max_attempts: int = 8
+    base: float = 1.0
+    cap: float = 300.0
+    max_total: float = 3600.0
+
+    def delay(
+        self,
+        attempt: int,
+        *,
+        retry_after: float | None,
+        elapsed: float,
+        rng: random.Random,
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up.
+
+        `attempt` is the number of attempts already made (1 after the first failure);
+        `elapsed` the seconds since the first attempt started.
+        """
+        if attempt < 1:
+            raise ValueError(f"attempt counts from 1, got {attempt}")
+        if attempt >= self.max_attempts:
+            return None
+        ceiling = min(self.cap, self.base * 2.0 ** min(attempt - 1, 64))
+        wait = rng.uniform(0.0, ceiling)
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        if elapsed + wait > self.max_total:
+            return None
+        return wait
