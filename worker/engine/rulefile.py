@@ -6,6 +6,7 @@ Compilation carries on past a problem wherever it can, so one run reports them a
 from __future__ import annotations
 
 import difflib
+from types import MappingProxyType
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -266,7 +267,7 @@ class RuleFileCompiler:
         for name, info in params_model.model_fields.items():
             if not info.is_required() and info.default is not None:
                 params.setdefault(name, info.default)
-        return ActionSpec(kind, params, compile_params(params))
+        return ActionSpec(kind, MappingProxyType(params), compile_params(params))
 
     def _check_placeholders(self, value: Any, node: Any, loc: Loc) -> None:
         if isinstance(value, str):

@@ -54,9 +54,12 @@ class RuleFile:
     zone: tzinfo | None = field(default=None, repr=False, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Ruleset:
-    """Every rule of every file, in order; `version` is a short hash of the files' texts."""
+    """Every rule of every file, in order; `version` is a short hash of the files' texts.
+
+    Two rulesets with the same `version` were loaded from the same texts.
+    """
 
     version: str
     rules: tuple[Rule, ...]
