@@ -1,0 +1,172 @@
+"""Dead letters: actions that ran out of attempts or were refused, kept for an operator.
+
+Storage: hash `tw:dlq` (id -> JSON entry) and sorted set `tw:dlq:index` (id -> created_at)
+for newest-first listing. Ids are 12 hex characters, short enough to type. Entries never
+expire: an operator replays or drops them (`ticket-worker dlq ...`).
+
+Answers are stored truncated and with secrets removed: anything that looks like a
+signature, an API key or an Authorization header, plus every secret value the queue was
+given.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import redis
+
+ANSWER_LIMIT = 2000
+REDACTED = "[redacted]"
+
+_SECRET_PATTERNS = [
+    # sha256=<hex> signatures (X-Awal-Signature-256)
+    re.compile(r"(?i)(sha\d+=)[0-9a-f]{16,}"),
+    # Bearer / Basic credentials
+    re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+"),
+    # "name": "value", name=value, name: value for names that hold credentials
+    re.compile(
+        r"(?i)([\"']?[\w-]*(?:api[_-]?key|authorization|signature|secret|token|password)"
+        r"[\w-]*[\"']?\s*[:=]\s*[\"']?)(?!\[redacted\])[^\s\"',;}&]+"
+    ),
+    # bare long hex runs (HMACs, keys); delivery ids (32 hex) stay readable
+    re.compile(r"\b[0-9a-fA-F]{40,}\b"),
+]
+
+
+def redact(text: str, known_secrets: Iterable[str] = (), *, limit: int = ANSWER_LIMIT) -> str:
+    """Remove secret-looking values and every `known_secrets` value, then truncate to
+    `limit` characters (marked with an ellipsis)."""
+    for secret in known_secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    for pattern in _SECRET_PATTERNS:
+        if pattern.groups >= 2:
+            text = pattern.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+        elif pattern.groups == 1:
+            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+        else:
+            text = pattern.sub(REDACTED, text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+@dataclass(frozen=True)
+class DeadAction:
+    """The action that failed: its kind and parameters, and the rule that planned it."""
+
+    kind: str
+    params: dict[str, Any]
+    rule: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One call: when (Unix time), the HTTP status (None: no answer) and the answer text."""
+
+    at: float
+    status: int | None
+    answer: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead-lettered action; `id` is assigned by `DeadLetterQueue.add` when empty."""
+
+    created_at: float
+    delivery_id: str
+    conversation: str
+    action: DeadAction
+    idempotency_key: str
+    reason: str
+    attempts: list[Attempt] = field(default_factory=list)
+    id: str = ""
+
+    def to_json(self) -> str:
+        """Compact JSON, the stored form."""
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> DeadLetter:
+        """Parse the stored form."""
+        data = json.loads(raw)
+        data["action"] = DeadAction(**data["action"])
+        data["attempts"] = [Attempt(**a) for a in data["attempts"]]
+        return cls(**data)
+
+
+_TAKE = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return raw
+"""
+
+
+class DeadLetterQueue:
+    """Dead letters in Redis; each method is atomic."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        *,
+        known_secrets: Iterable[str] = (),
+        prefix: str = "tw:dlq",
+    ) -> None:
+        self._redis = redis_client
+        self._secrets = tuple(s for s in known_secrets if s)
+        self._entries = prefix
+        self._index = prefix + ":index"
+        self._take = redis_client.register_script(_TAKE)
+
+    def add(self, entry: DeadLetter) -> str:
+        """Store `entry` (answers and reason redacted; a new id when it has none) and
+        return its id. Re-adding an id replaces the entry."""
+        entry = replace(
+            entry,
+            id=entry.id or secrets.token_hex(6),
+            reason=redact(entry.reason, self._secrets),
+            attempts=[replace(a, answer=redact(a.answer, self._secrets)) for a in entry.attempts],
+        )
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(self._entries, entry.id, entry.to_json())
+        pipe.zadd(self._index, {entry.id: entry.created_at})
+        pipe.execute()
+        return entry.id
+
+    def list(self, limit: int = 50) -> builtins.list[DeadLetter]:
+        """Up to `limit` entries, newest first."""
+        ids = [str(i, "utf-8") if isinstance(i, bytes) else str(i) for i in self._zrevrange(limit)]
+        if not ids:
+            return []
+        raws = self._redis.hmget(self._entries, ids)
+        return [DeadLetter.from_json(raw) for raw in raws if raw is not None]
+
+    def _zrevrange(self, limit: int) -> builtins.list[object]:
+        return builtins.list(self._redis.zrevrange(self._index, 0, limit - 1))
+
+    def get(self, entry_id: str) -> DeadLetter | None:
+        """The entry, or None."""
+        raw = self._redis.hget(self._entries, entry_id)
+        return None if raw is None else DeadLetter.from_json(raw)
+
+    def drop(self, entry_id: str) -> bool:
+        """Delete the entry; True if it existed."""
+        return self.take(entry_id) is not None
+
+    def take(self, entry_id: str) -> DeadLetter | None:
+        """Remove and return the entry (for a replay), atomically: of two concurrent
+        takers, one gets it and the other None."""
+        raw = self._take(keys=[self._entries, self._index], args=[entry_id])
+        return None if raw is None else DeadLetter.from_json(raw)
+
+    def count(self) -> int:
+        """How many entries are held."""
+        return int(self._redis.hlen(self._entries))
