@@ -19,6 +19,11 @@ Spacing is a GCRA with no burst tolerance: a call is allowed when its theoretica
 time has come, which keeps any window of length `period` at `count` calls or fewer. Against
 fixed windows the pause on `remaining == 0` locks the pace to the provider's windows: each
 window starts `guard` after its reset and its last call leaves well before its end.
+Smooth rather than bursting the whole budget at each reset: a burst lands entirely in the
+old window if the provider's clock or rounding of `reset` is a little behind ours (a whole
+window of 429s), and smooth pacing also fits sliding windows; phase-locked, it still uses
+every slot of every window (simulated: >= 0.99 of the allowed rate, no 429).
+When a 429 and `remaining == 0` disagree on the wait, the later time wins.
 """
 
 from __future__ import annotations

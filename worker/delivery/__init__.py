@@ -1,0 +1,34 @@
+"""Delivery building blocks, all in Redis: shared rate limits, retries, parking, dead
+letters and completion records. No Celery or HTTP here; the task flow wires them."""
+
+from worker.delivery.dlq import Attempt, DeadAction, DeadLetter, DeadLetterQueue, redact
+from worker.delivery.idempotency import IdempotencyStore, idempotency_key
+from worker.delivery.parking import ParkedReleaser, ParkingLot
+from worker.delivery.ratelimit import (
+    Rate,
+    RateLimiter,
+    destination_for_awalchat,
+    destination_for_helpwave,
+    parse_rate,
+)
+from worker.delivery.retry import RetryPolicy, Verdict, classify
+
+__all__ = [
+    "Attempt",
+    "DeadAction",
+    "DeadLetter",
+    "DeadLetterQueue",
+    "IdempotencyStore",
+    "ParkedReleaser",
+    "ParkingLot",
+    "Rate",
+    "RateLimiter",
+    "RetryPolicy",
+    "Verdict",
+    "classify",
+    "destination_for_awalchat",
+    "destination_for_helpwave",
+    "idempotency_key",
+    "parse_rate",
+    "redact",
+]
