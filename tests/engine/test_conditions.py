@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.engine.support import NOW, ruleset
-from worker.engine.conditions import Context
+from worker.engine.checks import Context
 from worker.engine.model import ConditionFailure
 
 
@@ -265,3 +265,21 @@ def test_a_long_value_seen_is_shortened_in_the_failure() -> None:
     assert failure is not None
     assert isinstance(failure.seen, str)
     assert len(failure.seen) <= 201
+
+
+def test_a_failing_not_of_several_conditions_names_them() -> None:
+    failure = check("{not: {data.a: 1, data.b: 2}}", {"a": 1, "b": 2})
+
+    assert failure == ConditionFailure(
+        "not", "rejects (data.a equals 1) and (data.b equals 2)", "it held"
+    )
+
+
+def test_a_moment_beyond_the_calendar_fails_a_time_window_without_raising() -> None:
+    far = datetime.max.replace(tzinfo=UTC)
+
+    failure = check(NIGHT, {}, moment=far, timezone="Asia/Riyadh")
+
+    assert failure == ConditionFailure(
+        "time", "is between 22:00 and 06:00 (Asia/Riyadh)", "a moment out of range"
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from worker.engine.conditions import Context
+from worker.engine.checks import Context
 from worker.engine.model import (
     CLOSE_TICKET,
     HELPWAVE_ADD_COMMENT,
@@ -41,7 +41,8 @@ def evaluate(
     """
     now = _aware(now)
     plan = ruleset.plan
-    listening = plan.listeners(event.name)
+    static, candidates = plan.for_event(event.name)
+    rules = ruleset.rules
     payload = event.payload
     moment = now if event.timestamp is None else _aware(event.timestamp)
     context = Context(payload, state.ticket_open, moment)
@@ -49,51 +50,41 @@ def evaluate(
         name: _aware(until) for name, until in state.cooldowns.items() if _aware(until) > now
     }
     projected = _Projection(state)
-    outcomes: list[RuleOutcome] = []
+    outcomes = list(static)
     actions: list[PlannedAction] = []
     stopped_by: str | None = None
     first_matched: dict[str, str] = {}
 
-    for i, rule in enumerate(ruleset.rules):
-        if not rule.enabled:
-            outcomes.append(plan.disabled[i])
-            continue
-        if not listening[i]:
-            outcomes.append(plan.not_for_event[i])
-            continue
+    for i in candidates:
+        rule = rules[i]
         if stopped_by is not None:
             reason = f"rule '{stopped_by}' matched earlier and has stop: true"
-            outcomes.append(
-                RuleOutcome(rule.name, "stopped", reason, file=rule.file, line=rule.line)
-            )
+            outcomes[i] = RuleOutcome(rule.name, "stopped", reason, file=rule.file, line=rule.line)
             continue
         if plan.first_match[i] and rule.file in first_matched:
             reason = f"first_match: rule '{first_matched[rule.file]}' of this file matched first"
-            outcomes.append(
-                RuleOutcome(rule.name, "after_first_match", reason, file=rule.file, line=rule.line)
+            outcomes[i] = RuleOutcome(
+                rule.name, "after_first_match", reason, file=rule.file, line=rule.line
             )
             continue
         failure = rule.condition.check(context)
         if failure is not None:
-            outcomes.append(
-                RuleOutcome(
-                    rule.name,
-                    "not_matched",
-                    failure.describe(),
-                    failure=failure,
-                    file=rule.file,
-                    line=rule.line,
-                )
+            outcomes[i] = RuleOutcome(
+                rule.name,
+                "not_matched",
+                failure.describe(),
+                failure=failure,
+                file=rule.file,
+                line=rule.line,
             )
             continue
         until = cooldowns.get(rule.name)
         if until is not None:
             reason = f"matched, but its cooldown runs until {until.isoformat()}"
-            outcomes.append(
-                RuleOutcome(rule.name, "cooling_down", reason, file=rule.file, line=rule.line)
+            outcomes[i] = RuleOutcome(
+                rule.name, "cooling_down", reason, file=rule.file, line=rule.line
             )
             continue
-        outcomes.append(plan.matched[i])
         for index, spec in enumerate(rule.actions):
             actions.append(projected.plan(rule.name, index, spec, payload, event.conversation_id))
         if rule.cooldown is not None:

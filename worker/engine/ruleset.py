@@ -8,7 +8,7 @@ from datetime import timedelta, tzinfo
 from functools import cached_property
 from typing import Any, Literal
 
-from worker.engine.conditions import Condition
+from worker.engine.checks import Condition
 from worker.engine.model import AWALCHAT_ACTIONS, HELPWAVE_ACTIONS, RuleOutcome
 
 Mode = Literal["first_match", "all"]
@@ -96,36 +96,52 @@ class Ruleset:
 
 
 class Plan:
-    """Per-ruleset lookups for evaluation: which rules listen to which event, static outcomes."""
+    """Per-ruleset lookups for evaluation, computed once.
+
+    For an event name: the outcomes of the rules that cannot act on it (disabled, not for
+    the event) and the indexes of those that might, in order.
+    """
 
     def __init__(self, ruleset: Ruleset) -> None:
         rules = ruleset.rules
         modes = {f.name: f.mode for f in ruleset.rule_files}
         self.first_match = tuple(modes.get(r.file) == "first_match" for r in rules)
-        self.wildcard = tuple(r.events == WILDCARD for r in rules)
-        self._by_event: dict[str, tuple[bool, ...]] = {}
-        for rule in rules:
-            if rule.events != WILDCARD:
-                for name in rule.events:
-                    self._by_event.setdefault(name, tuple(r.listens_to(name) for r in rules))
-        self.not_for_event = tuple(
+        self.matched = tuple(
+            RuleOutcome(r.name, "matched", "every condition held", file=r.file, line=r.line)
+            for r in rules
+        )
+        self._disabled = tuple(
+            RuleOutcome(r.name, "disabled", "enabled: false", file=r.file, line=r.line)
+            for r in rules
+        )
+        self._not_for_event = tuple(
             RuleOutcome(
                 r.name, "not_for_event", f"listens for {_names(r)}", file=r.file, line=r.line
             )
             for r in rules
         )
-        self.disabled = tuple(
-            RuleOutcome(r.name, "disabled", "enabled: false", file=r.file, line=r.line)
-            for r in rules
-        )
-        self.matched = tuple(
-            RuleOutcome(r.name, "matched", "every condition held", file=r.file, line=r.line)
-            for r in rules
-        )
+        self._rules = rules
+        self._other_events = self._for(None)
+        names = {name for r in rules if r.events != WILDCARD for name in r.events}
+        self._by_event = {name: self._for(name) for name in sorted(names)}
 
-    def listeners(self, event: str) -> tuple[bool, ...]:
-        """For each rule in order: does it listen to `event`."""
-        return self._by_event.get(event, self.wildcard)
+    def for_event(self, event: str) -> tuple[tuple[RuleOutcome, ...], tuple[int, ...]]:
+        """(the outcome of every rule that cannot act on `event`, indexes of those that may)."""
+        return self._by_event.get(event, self._other_events)
+
+    def _for(self, event: str | None) -> tuple[tuple[RuleOutcome, ...], tuple[int, ...]]:
+        outcomes = []
+        candidates = []
+        for i, rule in enumerate(self._rules):
+            listens = rule.events == WILDCARD or (event is not None and rule.listens_to(event))
+            if not rule.enabled:
+                outcomes.append(self._disabled[i])
+            elif not listens:
+                outcomes.append(self._not_for_event[i])
+            else:
+                outcomes.append(self.matched[i])
+                candidates.append(i)
+        return tuple(outcomes), tuple(candidates)
 
 
 def _names(rule: Rule) -> str:
