@@ -21,8 +21,10 @@ Helpdesk errors keep the request and the response (when there was one); raise th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 
 class TicketWorkerError(Exception):

@@ -15,7 +15,7 @@ def test_every_public_name_is_exported() -> None:
 
 
 # The Redis building blocks; the HTTP edge (gate.py) is the one module allowed httpx.
-CORE = ["__init__", "dlq", "idempotency", "parking", "ratelimit", "retry"]
+CORE = ["__init__", "dlq", "parking", "ratelimit", "retry"]
 
 
 def test_the_building_blocks_import_neither_celery_nor_httpx() -> None:

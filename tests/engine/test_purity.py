@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 FORBIDDEN = ("starlette", "celery", "redis", "httpx", "kombu", "uvicorn")
 ENGINE = Path(__file__).resolve().parents[2] / "worker" / "engine"
 
@@ -60,10 +58,5 @@ def test_running_the_engine_loads_no_io_library_of_its_own() -> None:
     assert forbidden_modules_loaded(preload="import worker.errors") == []
 
 
-@pytest.mark.xfail(
-    reason="worker/errors.py imports httpx at run time (only its annotations need it: "
-    "move the import under `if TYPE_CHECKING:`)",
-    strict=False,
-)
 def test_importing_the_engine_loads_no_io_library_at_all() -> None:
     assert forbidden_modules_loaded() == []

@@ -1,8 +1,7 @@
 """Delivery building blocks, all in Redis: shared rate limits, retries, parking, dead
-letters and completion records. No Celery or HTTP here; the task flow wires them."""
+letters. No Celery or HTTP here; the task flow wires them."""
 
 from worker.delivery.dlq import Attempt, DeadAction, DeadLetter, DeadLetterQueue, redact
-from worker.delivery.idempotency import IdempotencyStore, idempotency_key
 from worker.delivery.parking import ParkedReleaser, ParkingLot
 from worker.delivery.ratelimit import (
     Rate,
@@ -18,7 +17,6 @@ __all__ = [
     "DeadAction",
     "DeadLetter",
     "DeadLetterQueue",
-    "IdempotencyStore",
     "ParkedReleaser",
     "ParkingLot",
     "Rate",
@@ -28,7 +26,6 @@ __all__ = [
     "classify",
     "destination_for_awalchat",
     "destination_for_helpwave",
-    "idempotency_key",
     "parse_rate",
     "redact",
 ]

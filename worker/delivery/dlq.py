@@ -124,6 +124,8 @@ class DeadLetterQueue:
         self._secrets = tuple(s for s in known_secrets if s)
         self._entries = prefix
         self._index = prefix + ":index"
+        self.entries_key = self._entries
+        self.index_key = self._index
         self._take = redis_client.register_script(_TAKE)
 
     def add(self, entry: DeadLetter) -> str:

@@ -1,0 +1,156 @@
+"""Run the real service for integration tests: `ticket-worker serve` and `ticket-worker work`
+as subprocesses against a real redis-server and the fake providers.
+
+    with Deployment(redis_url, env=fake.env(), rules=path, workers=1) as dep:
+        dep.post(body)                  # signed with the deployment's webhook secret
+        dep.wait_for(lambda: ...)       # poll until true (fails with the process logs)
+        dep.kill_worker(0)              # SIGKILL one worker process
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import httpx
+
+from tests.helpers_redis import free_port
+from worker.signature import sign
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK_SECRET = "whsec-integration"
+
+
+class Deployment:
+    """A receiver and N workers as real processes; logs kept for failure messages."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        rules: Path | None = None,
+        workers: int = 1,
+        concurrency: int = 2,
+    ) -> None:
+        self.redis_url = redis_url
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AWALCHAT_", "HELPWAVE_"))},
+            "REDIS_URL": redis_url,
+            "AWALCHAT_WEBHOOK_SECRETS": WEBHOOK_SECRET,
+            "RULES_PATH": str(rules or REPO_ROOT / "rules"),
+            "PYTHONPATH": str(REPO_ROOT),
+            "DRY_RUN": "false",
+            **(env or {}),
+        }
+        self._workers = workers
+        self._concurrency = concurrency
+        self._logs: list[tuple[str, IO[bytes]]] = []
+        self.receiver: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes] | None] = []
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
+        self._logs.append((name, log))
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", *args],
+            cwd=REPO_ROOT,
+            env=self._env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def start_worker(self) -> int:
+        """Start one more worker process; return its index."""
+        index = len(self.workers)
+        self.workers.append(
+            self._spawn(f"worker{index}", "work", "--concurrency", str(self._concurrency))
+        )
+        return index
+
+    def __enter__(self) -> Deployment:
+        self.receiver = self._spawn("receiver", "serve", "--port", str(self.port))
+        for _ in range(self._workers):
+            self.start_worker()
+        self.wait_for(self._ready, timeout=30, what="receiver ready")
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return self.http.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self.http.close()
+        for _, log in self._logs:
+            log.close()
+
+    def stop(self) -> None:
+        """SIGTERM every process and wait (they must exit within 10 s)."""
+        procs = [p for p in [self.receiver, *self.workers] if p is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL a worker process, mid-whatever it was doing."""
+        proc = self.workers[index]
+        assert proc is not None
+        proc.kill()
+        proc.wait()
+        self.workers[index] = None
+
+    def post(self, body: bytes, *, secret: str = WEBHOOK_SECRET) -> httpx.Response:
+        """POST a webhook signed (with X-Timestamp) by `secret`."""
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Timestamp": timestamp,
+            "X-Awal-Signature-256": sign(secret, body, timestamp),
+        }
+        return self.http.post("/webhooks/awalchat", content=body, headers=headers)
+
+    def logs(self) -> str:
+        parts = []
+        for name, log in self._logs:
+            log.seek(0)
+            parts.append(f"----- {name} -----\n{log.read().decode(errors='replace')[-6000:]}")
+        return "\n".join(parts)
+
+    def wait_for(
+        self, predicate: Callable[[], bool], *, timeout: float = 30, what: str = "condition"
+    ) -> None:
+        """Poll `predicate` until true; fail with the process logs after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            for proc in [self.receiver, *self.workers]:
+                if proc is not None and proc.poll() is not None:
+                    raise AssertionError(f"a process exited early\n{self.logs()}")
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")

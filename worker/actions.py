@@ -1,0 +1,152 @@
+"""Turns an engine PlannedAction into helpdesk calls: the only place that knows both sides.
+
+`ActionExecutor.execute` makes the calls for one action and returns the outcome and the
+conversation state it leads to. It never retries: errors from the error tree propagate to
+the processor, which owns the one retry layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.engine.model import (
+    CLOSE_TICKET,
+    HELPWAVE_ADD_COMMENT,
+    HELPWAVE_CREATE_TICKET,
+    OPEN_TICKET,
+    ConversationState,
+    Event,
+    PlannedAction,
+)
+from worker.errors import ActionError, ConfigError
+from worker.helpdesks.awalchat import AwalChatClient
+from worker.helpdesks.helpwave import HelpWaveClient
+
+DEFAULT_CHANNEL = "Helpwave"
+_COMMENT_FIELDS = ("time", "subject", "fromEmail", "toEmails", "Channel")
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What one action did: `result` is "done", "already" (the wanted state held) or "skipped"."""
+
+    result: str
+    state: ConversationState
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"result": self.result, **self.detail}
+
+
+def customer_phone(event: Event) -> str | None:
+    """The customer's phone number: `data.from`, or `data.phone_number` on conversation.created."""
+    data = event.payload.get("data")
+    if not isinstance(data, Mapping):
+        return None
+    for name in ("from", "phone_number"):
+        value = data.get(name)
+        if isinstance(value, str | int) and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+class ActionExecutor:
+    """Carries out planned actions with the configured helpdesk clients."""
+
+    def __init__(
+        self,
+        *,
+        awalchat: AwalChatClient | None,
+        helpwave: HelpWaveClient | None,
+        default_phone_number_id: str | None,
+    ) -> None:
+        self._awalchat = awalchat
+        self._helpwave = helpwave
+        self._phone_number_id = default_phone_number_id
+
+    def execute(
+        self, action: PlannedAction, event: Event, state: ConversationState
+    ) -> ActionOutcome:
+        """Make the calls `action` needs; raise a HelpdeskError when one fails."""
+        conversation = event.conversation_id
+        if conversation is None:
+            return ActionOutcome("skipped", state, {"reason": "event has no conversation"})
+        if action.kind in (OPEN_TICKET, CLOSE_TICKET):
+            return self._ticket(action, conversation, state)
+        if action.kind == HELPWAVE_CREATE_TICKET:
+            return self._create_ticket(action, event, state)
+        if action.kind == HELPWAVE_ADD_COMMENT:
+            return self._add_comment(action, state)
+        raise ConfigError(f"unknown action kind {action.kind!r}")
+
+    def _awalchat_client(self) -> AwalChatClient:
+        if self._awalchat is None:
+            raise ConfigError("AWALCHAT_HMAC_SECRET is not set")
+        return self._awalchat
+
+    def _helpwave_client(self) -> HelpWaveClient:
+        if self._helpwave is None:
+            raise ConfigError("HELPWAVE_API_KEY is not set")
+        return self._helpwave
+
+    def _ticket(
+        self, action: PlannedAction, conversation: str, state: ConversationState
+    ) -> ActionOutcome:
+        client = self._awalchat_client()
+        phone_number_id = str(action.params.get("phone_number_id") or self._phone_number_id or "")
+        if not phone_number_id:
+            raise ConfigError("AWALCHAT_PHONE_NUMBER_ID is not set")
+        opening = action.kind == OPEN_TICKET
+        call = client.open_ticket if opening else client.close_ticket
+        change = call(conversation, phone_number_id)
+        detail: dict[str, Any] = {"ticket_id": change.ticket_id} if change.ticket_id else {}
+        return ActionOutcome(
+            "already" if change.already else "done",
+            state.evolve(ticket_open=opening),
+            detail,
+        )
+
+    def _create_ticket(
+        self, action: PlannedAction, event: Event, state: ConversationState
+    ) -> ActionOutcome:
+        client = self._helpwave_client()
+        if state.helpwave_ticket_id is not None:
+            existing = client.get_ticket(state.helpwave_ticket_id)
+            if existing is not None and existing.is_open:
+                return ActionOutcome(
+                    "already",
+                    state.evolve(helpwave_ticket_open=True),
+                    {"ticket_id": existing.id},
+                )
+        phone = customer_phone(event)
+        if phone is None:
+            raise ActionError(
+                "the event has no customer phone number (data.from, data.phone_number)"
+            )
+        customer_id = client.find_or_create_customer(phone)
+        fields = {"Channel": DEFAULT_CHANNEL, **action.params, "customerId": customer_id}
+        ticket_id = client.create_ticket(fields)
+        return ActionOutcome(
+            "done",
+            state.evolve(helpwave_ticket_id=ticket_id, helpwave_ticket_open=True),
+            {"ticket_id": ticket_id, "customer_id": customer_id},
+        )
+
+    def _add_comment(self, action: PlannedAction, state: ConversationState) -> ActionOutcome:
+        client = self._helpwave_client()
+        ticket_id = state.helpwave_ticket_id
+        if ticket_id is None:
+            return ActionOutcome("skipped", state, {"reason": "no HelpWave ticket known"})
+        text = str(action.params.get("text", ""))
+        if not text.strip():
+            return ActionOutcome("skipped", state, {"reason": "comment text is empty"})
+        optional = {k: action.params[k] for k in _COMMENT_FIELDS if k in action.params}
+        client.add_comment(
+            ticket_id,
+            text,
+            is_from_shop=bool(action.params.get("isFromShop", False)),
+            **optional,
+        )
+        return ActionOutcome("done", state, {"ticket_id": ticket_id})

@@ -1,0 +1,151 @@
+"""The `ticket-worker` command (interface.md, "Command line").
+
+Every command reads Settings once and passes them down. Errors from the error tree end the
+command with a one-line message (a rule file's problems one per line) and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from worker import admin, rulestools
+from worker.errors import RulesError, TicketWorkerError
+from worker.settings import Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.supervisor import run_up
+
+    return run_up(settings, host=args.host, port=args.port, concurrency=args.concurrency)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from worker.logs import configure_logging
+    from worker.rulesource import RuleSource
+    from worker.runtime import check_credentials
+    from worker.web import build_receiver
+
+    configure_logging()
+    settings.require_redis_url()
+    rules = RuleSource(settings.rules_path)  # a bad rule file refuses to start, naming it
+    check_credentials(settings, rules.current())
+
+    async def readiness() -> str | None:
+        rules.current()  # notices changed files; a refused change keeps the last good one
+        return None
+
+    app = build_receiver(settings, readiness=readiness)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _work(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.logs import configure_logging
+
+    configure_logging()
+    settings = settings.model_copy(update={"worker_concurrency": args.concurrency})
+    settings.require_redis_url()
+    from worker import runtime
+    from worker.celery_app import create_celery
+
+    app = create_celery(settings)
+    runtime.current()  # build now: a bad rule file or a missing credential stops here
+    app.worker_main(
+        [
+            "worker",
+            "--loglevel=INFO",
+            f"--concurrency={args.concurrency}",
+            "--pool=threads",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+        ]
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="ticket-worker",
+        description="Signed AwalChat webhooks in, YAML rules decide, helpdesk tickets out.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        return command
+
+    up = add("up", _up, "run receiver, worker and (embedded) Redis together")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--concurrency", type=int, default=2)
+
+    serve = add("serve", _serve, "run the webhook receiver")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    work = add("work", _work, "run a Celery worker")
+    work.add_argument("--concurrency", type=int, default=2)
+
+    rulestools.add_commands(add)
+    admin.add_commands(add)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+        code = int(args.handler(args, settings))
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper()
+            print(f"ticket-worker: error: invalid setting {name}: {error['msg']}", file=sys.stderr)
+        return 1
+    except RulesError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except TicketWorkerError as exc:
+        print(f"ticket-worker: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def print_json(data: object) -> None:
+    """Pretty JSON on stdout."""
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def existing_file(value: str) -> Path:
+    """argparse type: a path that must exist."""
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{value}: no such file or folder")
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

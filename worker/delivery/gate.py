@@ -1,0 +1,86 @@
+"""The shared rate budget at the HTTP edge: every request waits for it, every answer teaches it.
+
+`RateGate` plugs into an `httpx.Client` as event hooks, so every call a helpdesk client
+makes (open, close, customer, ticket, comment, GET) goes through the one budget of its
+destination, whatever action made it:
+
+- before a request: reserve a slot; a short wait is slept, a longer one raises
+  ThrottledError(until) so the caller parks its work instead of holding a worker;
+- after a response: the X-RateLimit-* headers, a 429 and its Retry-After update the budget
+  for every worker at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from worker.delivery.ratelimit import RateLimiter
+from worker.errors import ThrottledError
+from worker.helpdesks.http import parse_retry_after, rate_limit_info
+
+
+class RateGate:
+    """httpx event hooks charging every request to `destination_of(request)`'s budget."""
+
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        destination_of: Callable[[httpx.Request], str],
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        max_inline_wait: float = 2.0,
+        on_wait: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._limiter = limiter
+        self._destination_of = destination_of
+        self._clock = clock
+        self._sleep = sleep
+        self._max_inline_wait = max_inline_wait
+        self._on_wait = on_wait
+
+    def on_request(self, request: httpx.Request) -> None:
+        """Take a slot of the destination's budget, sleeping briefly or raising ThrottledError."""
+        destination = self._destination_of(request)
+        waited = 0.0
+        while True:
+            now = self._clock()
+            wait = self._limiter.reserve(destination, now)
+            if wait <= 0:
+                break
+            if waited + wait > self._max_inline_wait:
+                if self._on_wait is not None:
+                    self._on_wait(destination, waited)
+                raise ThrottledError(destination, now + wait)
+            self._sleep(wait)
+            waited += wait
+        if waited and self._on_wait is not None:
+            self._on_wait(destination, waited)
+
+    def on_response(self, response: httpx.Response) -> None:
+        """Teach the budget what the provider's answer says about it."""
+        now = self._clock()
+        info = rate_limit_info(response)
+        retry_after = None
+        if response.status_code == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=now)
+        self._limiter.observe(
+            self._destination_of(response.request),
+            status=response.status_code,
+            limit=info.limit,
+            remaining=info.remaining,
+            reset=info.reset,
+            retry_after=retry_after,
+            now=now,
+        )
+
+    def install(self, http: httpx.Client) -> httpx.Client:
+        """Add the hooks to `http` and return it."""
+        hooks = http.event_hooks
+        hooks["request"] = [*hooks.get("request", []), self.on_request]
+        hooks["response"] = [*hooks.get("response", []), self.on_response]
+        http.event_hooks = hooks
+        return http

@@ -1,0 +1,176 @@
+"""Everything a worker process needs, built once from Settings.
+
+`configure(settings)` is called by the entry point (`create_celery`); `current()` builds the
+Runtime lazily in the process that runs tasks. Background threads (the parked releaser and
+the rule reloader) run in the worker's main process: `start_background` / `stop_background`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Final
+
+import httpx
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from worker.actions import ActionExecutor
+from worker.delivery.dlq import DeadLetterQueue
+from worker.delivery.gate import RateGate
+from worker.delivery.parking import ParkedReleaser, ParkingLot
+from worker.delivery.ratelimit import (
+    RateLimiter,
+    destination_for_awalchat,
+    destination_for_helpwave,
+    parse_rate,
+)
+from worker.delivery.retry import RetryPolicy
+from worker.engine import Ruleset
+from worker.errors import ConfigError
+from worker.helpdesks.awalchat import AwalChatClient
+from worker.helpdesks.helpwave import HelpWaveClient
+from worker.helpdesks.http import new_http_client
+from worker.inbox import celery_message
+from worker.processor import ConversationProcessor
+from worker.rulesource import RuleSource
+from worker.settings import Settings
+from worker.store import ConversationStore
+
+log = logging.getLogger(__name__)
+
+DRAIN_TASK: Final = "worker.tasks.drain"
+
+
+def sync_redis(url: str) -> redis.Redis:
+    """A Redis client with bounded timeouts and retries: a dead Redis fails fast."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        health_check_interval=10,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+def check_credentials(settings: Settings, ruleset: Ruleset) -> None:
+    """Raise ConfigError naming the first credential the rules need and that is unset."""
+    if settings.dry_run:
+        return
+    missing = settings.missing_credentials(
+        awalchat=ruleset.uses_awalchat, helpwave=ruleset.uses_helpwave
+    )
+    if missing:
+        raise ConfigError(
+            f"{missing[0]} is not set: the rules call "
+            f"{'AwalChat' if missing[0].startswith('AWALCHAT') else 'HelpWave'} "
+            "(set it, or DRY_RUN=true to decide without calling)"
+        )
+
+
+class Runtime:
+    """The worker process's long-lived objects (clients, stores, processor)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = sync_redis(settings.require_redis_url())
+        self.rules = RuleSource(settings.rules_path)
+        check_credentials(settings, self.rules.current())
+        self.store = ConversationStore(self.redis)
+        self.limiter = RateLimiter(self.redis)
+        self.parking = ParkingLot(self.redis)
+        self.dead_letters = DeadLetterQueue(self.redis)
+        self._stopping = threading.Event()
+        self._http: list[httpx.Client] = []
+        awalchat, helpwave = self._clients()
+        self.processor = ConversationProcessor(
+            store=self.store,
+            rules=self.rules.current,
+            executor=ActionExecutor(
+                awalchat=awalchat,
+                helpwave=helpwave,
+                default_phone_number_id=settings.awalchat_phone_number_id,
+            ),
+            retry=RetryPolicy(),
+            dead_letters=self.dead_letters,
+            park=self.parking.park,
+            dry_run=settings.dry_run,
+            stopping=self._stopping.is_set,
+        )
+        self._releaser: ParkedReleaser | None = None
+
+    def _http_client(self, destination: str) -> httpx.Client:
+        gate = RateGate(self.limiter, lambda _request: destination)
+        client = gate.install(new_http_client(timeout_seconds=self.settings.http_timeout_seconds))
+        self._http.append(client)
+        return client
+
+    def _clients(self) -> tuple[AwalChatClient | None, HelpWaveClient | None]:
+        s = self.settings
+        awalchat = helpwave = None
+        if s.awalchat_hmac_secret and s.awalchat_client_id and s.awalchat_domain:
+            destination = destination_for_awalchat(s.awalchat_domain)
+            self.limiter.configure(
+                destination, parse_rate(s.awalchat_rate) if s.awalchat_rate else None
+            )
+            awalchat = AwalChatClient(
+                self._http_client(destination),
+                base_url=s.awalchat_base_url,
+                hmac_secret=s.awalchat_hmac_secret.get_secret_value(),
+                client_id=s.awalchat_client_id,
+                domain=s.awalchat_domain,
+            )
+        if s.helpwave_base_url and s.helpwave_api_key:
+            destination = destination_for_helpwave(s.helpwave_base_url)
+            self.limiter.configure(
+                destination, parse_rate(s.helpwave_rate) if s.helpwave_rate else None
+            )
+            helpwave = HelpWaveClient(
+                self._http_client(destination),
+                base_url=s.helpwave_base_url,
+                api_key=s.helpwave_api_key.get_secret_value(),
+            )
+        return awalchat, helpwave
+
+    def start_background(self) -> None:
+        """Start the parked releaser (once per worker process)."""
+        if self._releaser is None:
+            self._releaser = ParkedReleaser(
+                self.parking, lambda member: celery_message(DRAIN_TASK, [member])
+            )
+            self._releaser.start()
+
+    def stop_background(self) -> None:
+        """Ask running drains to hand their work back, and stop background threads."""
+        self._stopping.set()
+        if self._releaser is not None:
+            self._releaser.stop()
+            self._releaser = None
+
+    def close(self) -> None:
+        self.stop_background()
+        for client in self._http:
+            client.close()
+        self.redis.close()
+
+
+_settings: Settings | None = None
+_current: Runtime | None = None
+_lock = threading.Lock()
+
+
+def configure(settings: Settings) -> None:
+    """Record the settings the process's Runtime will be built from."""
+    global _settings
+    _settings = settings
+
+
+def current() -> Runtime:
+    """The process's Runtime, built on first use from the configured settings."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Runtime(_settings or Settings())
+        return _current
