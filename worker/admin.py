@@ -104,8 +104,26 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
     if record is None or record.decision is None:
         print(f"not decided within {args.wait:g} s (is a worker running?)", file=sys.stderr)
         return 1
-    print(json.dumps(describe_delivery(record), indent=2, ensure_ascii=False))
+    print(render_delivery(describe_delivery(record)))
     return 0
+
+
+def render_delivery(described: dict[str, Any]) -> str:
+    """A decision record in a few lines: the rules that matched and each action's outcome."""
+    lines = [
+        f"decided {described['event']} (conversation {described['conversation']}, "
+        f"ruleset {described['ruleset_version']}{', dry-run' if described['dry_run'] else ''})",
+        "matched: " + (", ".join(described["matched"]) or "no rule"),
+    ]
+    for action in described["actions"]:
+        outcome = dict(action["outcome"])
+        result = outcome.pop("result", "pending")
+        extra = ", ".join(f"{k}={v}" for k, v in outcome.items())
+        detail = f" ({extra})" if extra else ""
+        lines.append(f"  {action['action']:<24} {result}{detail}  <- {action['rule']}")
+    if not described["actions"]:
+        lines.append("actions: none (see `ticket-worker explain` for why each rule did not match)")
+    return "\n".join(lines)
 
 
 def _settled(record: DeliveryRecord | None) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from worker import admin, rulestools
 from worker.errors import RulesError, TicketWorkerError
 from worker.settings import Settings
 
+SERVICES = frozenset({"up", "serve", "work"})
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -114,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.command not in SERVICES:
+        # `ticket-worker decisions | head` ends quietly. Never in a server: a client that
+        # hangs up would kill it.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         settings = Settings()
         code = int(args.handler(args, settings))

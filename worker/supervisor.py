@@ -117,7 +117,7 @@ def run_up(
         echo(f"webhooks: POST {url}")
         for note in notes:
             echo(note)
-        echo("try:      ticket-worker send tests/fixtures/webhooks/message_help.json")
+        echo("try:      ticket-worker send tests/fixtures/webhooks/message_received_help.json")
         echo("stop:     Ctrl-C")
         while not stopping:
             dead = [c for c in children if c.poll() is not None]
