@@ -1,24 +1,47 @@
-"""Commands for the people who own the rule files: `check` and `explain`.
+"""Commands for the people who own the rule files: `check`, `test`, `explain`, `diff`, `schema`.
 
-Both are pure: they read files and print; they touch no queue, Redis or helpdesk.
+All but `diff --recent` are pure: they read files and print; they touch no queue, Redis or
+helpdesk. `diff --recent` reads the decision log from Redis, and writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from textwrap import indent
 
-from worker.engine import Ruleset, evaluate, load_ruleset
-from worker.engine.model import ConversationState, Decision, Event
-from worker.errors import PayloadError
+from worker.engine import Ruleset, evaluate, load_ruleset, load_ruleset_from_texts
+from worker.engine.cases import (
+    CaseResult,
+    describe_action,
+    find_case_files,
+    is_case_file,
+    load_cases,
+    run_case,
+)
+from worker.engine.lint import lint_ruleset
+from worker.engine.loader import read_rule_texts
+from worker.engine.model import ConversationState, Decision, Event, PlannedAction
+from worker.engine.replay import Change, ReplayEvent, diff_rulesets
+from worker.engine.rules_schema import render as render_schema
+from worker.errors import PayloadError, RuleProblem, RulesError
 from worker.events import parse_webhook
 from worker.settings import Settings
 
 AddCommand = Callable[..., argparse.ArgumentParser]
+
+_STATUS = {
+    "matched": "MATCH",
+    "not_matched": "no",
+    "not_for_event": "other event",
+    "disabled": "disabled",
+    "cooling_down": "cooling down",
+    "stopped": "stopped",
+    "after_first_match": "first_match",
+}
 
 
 def _rules_path(args: argparse.Namespace, settings: Settings) -> Path:
@@ -27,35 +50,54 @@ def _rules_path(args: argparse.Namespace, settings: Settings) -> Path:
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     path = _rules_path(args, settings)
-    ruleset = load_ruleset(path)  # RulesError -> file:line:column lines, exit 1
-    print(f"{path}: {len(ruleset.rules)} rules OK (version {ruleset.version})")
-    return 0
+    texts = read_rule_texts(path)
+    ruleset = load_ruleset_from_texts(texts)  # RulesError -> file:line:column lines, exit 1
+    warnings = lint_ruleset(ruleset, texts)
+    for warning in warnings:
+        print(warning)
+    count = f", {len(warnings)} warning{'s' * (len(warnings) != 1)}" if warnings else ""
+    print(f"{path}: {len(ruleset.rules)} rules OK (version {ruleset.version}){count}")
+    return 1 if warnings and args.strict else 0
 
 
 def read_event(path: Path) -> Event:
     """An event from a JSON file (a webhook body); PayloadError when it is not one."""
-    parsed = parse_webhook(path.read_bytes())
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PayloadError(400, f"cannot read {path}: {exc.strerror}") from exc
+    return _event_from(raw, str(path))
+
+
+def _event_from(raw: bytes, where: str) -> Event:
+    try:
+        parsed = parse_webhook(raw)
+    except PayloadError as exc:
+        raise PayloadError(400, f"{where}: not a webhook body: {exc.reason}") from exc
     if not isinstance(parsed, Event):
-        raise PayloadError(400, f"{path} is a verification handshake, not an event")
+        raise PayloadError(400, f"{where} is a verification handshake, not an event")
     return parsed
 
 
 def render_decision(decision: Decision) -> str:
-    """The decision as an ops person reads it: every rule, then the actions."""
-    lines = [f"event {decision.event} (ruleset {decision.ruleset_version})"]
+    """The decision as an ops person reads it: every rule and why, then the actions."""
+    conversation = decision.conversation_id or "none"
+    lines = [
+        f"event {decision.event} (conversation {conversation}, ruleset {decision.ruleset_version})"
+    ]
     width = max((len(o.rule) for o in decision.outcomes), default=0)
     for outcome in decision.outcomes:
-        mark = "MATCH" if outcome.status == "matched" else "  -  "
-        lines.append(f"  {mark} {outcome.rule:<{width}}  {outcome.reason}")
-    if not decision.actions:
-        lines.append("actions: none")
-    else:
-        lines.append("actions:")
-        for action in decision.actions:
-            params = json.dumps(dict(action.params), ensure_ascii=False) if action.params else ""
-            skip = f"  (skipped: {action.skip_reason})" if action.skip_reason else ""
-            lines.append(f"  {action.kind} {params}  <- {action.rule}{skip}")
+        mark = _STATUS.get(outcome.status, outcome.status)
+        where = f"  [{outcome.file}:{outcome.line}]" if outcome.file else ""
+        lines.append(f"  {mark:<12} {outcome.rule:<{width}}  {outcome.reason}{where}")
+    lines.append("actions:" if decision.actions else "actions: none")
+    lines.extend(f"  {_action_line(action)}" for action in decision.actions)
     return "\n".join(lines)
+
+
+def _action_line(action: PlannedAction) -> str:
+    skip = f"  (skipped: {action.skip_reason})" if action.skip_reason else ""
+    return describe_action(action) + skip
 
 
 def parse_state(values: list[str]) -> ConversationState:
@@ -69,7 +111,13 @@ def parse_state(values: list[str]) -> ConversationState:
             state = state.evolve(helpwave_ticket_id=value[9:], helpwave_ticket_open=True)
         elif value.startswith("cooldown="):
             rule, _, until = value[9:].partition(":")
-            cooldowns[rule] = datetime.fromisoformat(until)
+            try:
+                moment = datetime.fromisoformat(until)
+            except ValueError:
+                moment = None
+            if not rule or moment is None:
+                raise PayloadError(400, f"--state {value!r}: expected cooldown=RULE:ISO-UNTIL")
+            cooldowns[rule] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         else:
             raise PayloadError(
                 400, f"--state {value!r}: expected open, closed, helpwave=ID or cooldown=RULE:UNTIL"
@@ -89,11 +137,166 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def case_targets(path: Path, rules: Path | None) -> tuple[Path, list[Path]]:
+    """(the ruleset to load, the cases files to run) for `ticket-worker test PATH`."""
+    if path.is_file() and is_case_file(path):
+        return rules or path.parent.parent, [path]
+    if path.is_file():
+        return rules or path.parent, find_case_files(path.parent / "tests")
+    files = find_case_files(path)
+    if files and all(is_case_file(f) for f in files):
+        return rules or path.parent, files
+    return rules or path, find_case_files(path / "tests")
+
+
+def _test(args: argparse.Namespace, settings: Settings) -> int:
+    target = Path(args.target) if args.target else settings.rules_path
+    rules_path, files = case_targets(target, Path(args.path) if args.path else None)
+    ruleset = load_ruleset(rules_path)
+    if not files:
+        print(f"no cases files for {target} (expected them in {rules_path / 'tests'}/*.yaml)")
+        return 1
+    problems: list[RuleProblem] = []
+    cases = []
+    for file in files:
+        try:
+            cases.extend(load_cases(file))
+        except RulesError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise RulesError(problems)
+    results = [run_case(ruleset, case) for case in cases]
+    failed = [result for result in results if not result.passed]
+    for result in results:
+        print(f"{'ok  ' if result.passed else 'FAIL'} {result.case.where}  {result.case.name}")
+    for result in failed:
+        print(f"\nFAIL {result.case.where}  {result.case.name}")
+        print(render_failure(result))
+    print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed (ruleset {rules_path})")
+    return 1 if failed else 0
+
+
+def render_failure(result: CaseResult) -> str:
+    """Expected against actual, then the explanation of every rule."""
+    case = result.case
+    lines = ["  expected:"]
+    lines += [f"    {want.describe()}" for want in case.expect] or ["    (no action)"]
+    lines.append("  actual:")
+    lines += [f"    {describe_action(a)}" for a in result.carried_out] or ["    (no action)"]
+    if case.skipped is not None or result.skipped:
+        if case.skipped is not None:
+            lines.append("  expected skipped:")
+            lines += [f"    {want.describe()}" for want in case.skipped] or ["    (none)"]
+        lines.append("  actually skipped:")
+        lines += [f"    {_action_line(a)}" for a in result.skipped] or ["    (none)"]
+    lines.append("  why:")
+    lines.append(indent(render_decision(result.decision), "    "))
+    return "\n".join(lines)
+
+
+def read_events_file(path: Path) -> list[ReplayEvent]:
+    """Events from a JSON array of webhook bodies, JSON lines, or a folder of `*.json`."""
+    if path.is_dir():
+        return [_replay(f.read_bytes(), f.name) for f in sorted(path.glob("*.json"))]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PayloadError(400, f"cannot read {path}: {exc}") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None
+    if isinstance(document, list):
+        bodies = [json.dumps(item).encode() for item in document]
+    elif isinstance(document, dict):
+        bodies = [text.encode()]
+    else:
+        bodies = [line.encode() for line in text.splitlines() if line.strip()]
+    return [_replay(body, f"{path.name}#{i + 1}") for i, body in enumerate(bodies)]
+
+
+def _replay(raw: bytes, label: str) -> ReplayEvent:
+    event = _event_from(raw, label)
+    return ReplayEvent(label, event, event.timestamp or datetime.now(UTC))
+
+
+def recent_events(settings: Settings, count: int) -> list[ReplayEvent]:
+    """The last `count` decided events of the decision log, oldest first, with their states."""
+    from worker.admin import connect
+    from worker.store import ConversationStore
+
+    store = ConversationStore(connect(settings))
+    items = []
+    for delivery_id in reversed(store.recent_deliveries(conversation=None, limit=count)):
+        record = store.load(delivery_id)
+        if record is None:
+            continue  # expired
+        try:
+            event = _event_from(record.raw, delivery_id)
+        except PayloadError:
+            continue
+        now = datetime.fromtimestamp(record.received_at, UTC)
+        state = record.state_before or ConversationState()
+        items.append(ReplayEvent(delivery_id, event, now, state))
+    return items
+
+
+def _diff(args: argparse.Namespace, settings: Settings) -> int:
+    old, new = load_ruleset(Path(args.old)), load_ruleset(Path(args.new))
+    if args.events:
+        items = read_events_file(Path(args.events))
+    else:
+        items = recent_events(settings, args.recent)
+    changes = diff_rulesets(old, new, items)
+    for change in changes:
+        print(render_change(change))
+    print(f"{len(changes)} of {len(items)} events change (ruleset {old.version} -> {new.version})")
+    return 0
+
+
+def render_change(change: Change) -> str:
+    """One changed event: which, and its actions under each ruleset."""
+    event = change.item.event
+    lines = [f"{change.item.label}: {event.name} (conversation {event.conversation_id or 'none'})"]
+    for side, decision in (("old", change.old), ("new", change.new)):
+        lines.append(f"  {side}:" + ("" if decision.actions else " no action"))
+        lines.extend(f"    {_action_line(a)}" for a in decision.actions)
+    return "\n".join(lines)
+
+
+def _schema(args: argparse.Namespace, settings: Settings) -> int:
+    print(render_schema(), end="")
+    return 0
+
+
+_TEST_HELP = """\
+PATH is one of:
+  a rules folder (rules)            its ruleset, and the cases in PATH/tests/*.yaml
+  a rule file (rules/20-x.yaml)     its folder's ruleset and cases (rules act together)
+  a cases folder (rules/tests)      every *.yaml in it, against the ruleset of its parent
+  a cases file (rules/tests/x.yaml) that file, against the ruleset of its folder's parent
+Default: RULES_PATH. --rules picks the ruleset explicitly.
+
+A case gives an event (inline, or a JSON file relative to the cases file), a starting
+state, a time, and `expect:` the actions carried out, in order ([] for none). An expected
+action written as a name (open_ticket) checks the kind only; written with params
+(helpwave.add_comment: {text: hi, isFromShop: false, Channel: Helpwave}) it checks them
+exactly. Skipped actions (open while open, ...) are not in `expect`; `skipped:` lists them
+when a case wants to check them too. See worker/engine/cases.py for the whole format.
+Exit 1 when any case fails."""
+
+
 def add_commands(add: AddCommand) -> None:
-    """Register check and explain on the main parser."""
+    """Register check, test, explain, diff and schema on the main parser."""
     check = add("check", _check, "validate rule files (exit 1 with file:line:column errors)")
     check.add_argument("path", nargs="?", help="a rule file or folder (default RULES_PATH)")
-    check.add_argument("--strict", action="store_true", help="fail on lint warnings too")
+    check.add_argument("--strict", action="store_true", help="fail (exit 1) on lint warnings too")
+
+    test = add("test", _test, "run the ruleset's regression cases (rules/tests/*.yaml)")
+    test.formatter_class = argparse.RawDescriptionHelpFormatter
+    test.epilog = _TEST_HELP
+    test.add_argument("target", nargs="?", metavar="PATH", help="see below (default RULES_PATH)")
+    test.add_argument("--rules", dest="path", help="the rule file or folder to test")
 
     explain = add("explain", _explain, "show which rules match an event and why; no side effect")
     explain.add_argument("event", help="a webhook body (JSON file)")
@@ -107,5 +310,23 @@ def add_commands(add: AddCommand) -> None:
     explain.add_argument("--now", help="ISO-8601 time of evaluation (default: the event's)")
     explain.add_argument("--json", action="store_true", help="machine-readable output")
 
+    diff = add("diff", _diff, "replay events through two rulesets; list those whose actions change")
+    diff.add_argument("old", help="the current rule file or folder")
+    diff.add_argument("new", help="the edited rule file or folder")
+    source = diff.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--events",
+        help="a JSON array of webhook bodies, JSON lines, or a folder of *.json; each "
+        "conversation's state is carried from event to event, from a conversation never seen",
+    )
+    source.add_argument(
+        "--recent",
+        type=int,
+        metavar="N",
+        help="the last N events of the decision log (Redis), each from the state it was decided in",
+    )
 
-__all__ = ["add_commands", "sys"]
+    add("schema", _schema, "print the JSON Schema of rule files (worker/rules.schema.json)")
+
+
+__all__ = ["add_commands", "read_event", "render_decision"]

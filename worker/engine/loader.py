@@ -24,6 +24,14 @@ def load_ruleset(path: Path) -> Ruleset:
 
     Raises RulesError when the path cannot be read, holds no rule file, or any file is bad.
     """
+    return load_ruleset_from_texts(read_rule_texts(path))
+
+
+def read_rule_texts(path: Path) -> dict[str, str]:
+    """The rule files at `path` (a file, or a folder's `*.yaml`), name -> text.
+
+    Raises RulesError when the path cannot be read or holds no rule file.
+    """
     if path.is_dir():
         files = sorted(p for p in path.glob("*.yaml") if p.is_file() and not p.name.startswith("."))
         if not files:
@@ -41,7 +49,7 @@ def load_ruleset(path: Path) -> Ruleset:
             problems.append(RuleProblem(str(file), 1, 1, f"cannot read the file: {exc}"))
     if problems:
         raise RulesError(problems)
-    return load_ruleset_from_texts(texts)
+    return texts
 
 
 def load_ruleset_from_texts(files: Mapping[str, str]) -> Ruleset:
