@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from worker.engine.source import Source, did_you_mean, found
@@ -33,9 +33,13 @@ def _bool_or_text(value: Any) -> Any:
     raise PydanticCustomError("bool_or_text", "expected true, false or a text")
 
 
-IdText = Annotated[str, BeforeValidator(_id_text)]
-IntOrText = Annotated[Any, BeforeValidator(_int_or_text)]
-BoolOrText = Annotated[Any, BeforeValidator(_bool_or_text)]
+IdText = Annotated[str, BeforeValidator(_id_text), WithJsonSchema({"type": ["string", "integer"]})]
+IntOrText = Annotated[
+    Any, BeforeValidator(_int_or_text), WithJsonSchema({"type": ["string", "integer", "null"]})
+]
+BoolOrText = Annotated[
+    Any, BeforeValidator(_bool_or_text), WithJsonSchema({"type": ["string", "boolean", "null"]})
+]
 
 
 class Section(BaseModel):
