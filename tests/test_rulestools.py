@@ -1,0 +1,197 @@
+"""The rule owners' commands through `ticket-worker ...`: check, test, explain, diff, schema."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from worker.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "rules"
+WEBHOOKS = ROOT / "tests" / "fixtures" / "webhooks"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_explain_lists_every_rule_and_the_first_failing_condition(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(
+        capsys, "explain", str(WEBHOOKS / "message_received_help.json"), "--rules", str(RULES)
+    )
+
+    assert code == 0
+    assert "MATCH        open-on-customer-message" in out
+    assert "no           close-on-thanks                      ticket is open: saw 'closed'" in out
+    assert (
+        "other event  helpwave-ticket-on-new-conversation  listens for conversation.created" in out
+    )
+    assert "  open_ticket {}  <- open-on-customer-message" in out
+
+
+def test_explain_with_state_shows_skipped_actions(capsys: pytest.CaptureFixture[str]) -> None:
+    event = str(WEBHOOKS / "message_received_help.json")
+    code, out, _ = run(capsys, "explain", event, "--rules", str(RULES), "--state", "helpwave=42")
+
+    assert code == 0
+    assert "(skipped: HelpWave ticket already open for this conversation)" in out
+
+
+def test_explain_json_is_the_stored_decision_format(capsys: pytest.CaptureFixture[str]) -> None:
+    event = str(WEBHOOKS / "message_received_thanks.json")
+    code, out, _ = run(capsys, "explain", event, "--rules", str(RULES), "--json", "--state", "open")
+
+    decision = json.loads(out)
+    assert code == 0
+    assert [a["kind"] for a in decision["actions"]][-1] == "close_ticket"
+    body = next(o for o in decision["outcomes"] if o["rule"] == "open-on-customer-message")
+    assert body["status"] == "stopped"
+
+
+def test_explain_refuses_a_bad_state_word(capsys: pytest.CaptureFixture[str]) -> None:
+    event = str(WEBHOOKS / "message_received_help.json")
+    code, _, err = run(capsys, "explain", event, "--rules", str(RULES), "--state", "opne")
+
+    assert code == 1
+    assert "--state 'opne'" in err
+
+
+def test_check_prints_lint_warnings_and_strict_fails_on_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "version: 1\nmode: first_match\nrules:\n"
+        "  - {name: all, on: message.received, then: [open_ticket]}\n"
+        "  - {name: never, on: message.received, when: {data.type: text}, then: [open_ticket]}\n"
+    )
+
+    code, out, _ = run(capsys, "check", str(rules))
+    strict, _, _ = run(capsys, "check", "--strict", str(rules))
+
+    assert code == 0
+    assert f"{rules}:5:12: warning: rule 'never' can never act" in out
+    assert "1 warning" in out
+    assert strict == 1
+
+
+def test_check_on_the_example_rules_is_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", "--strict", str(RULES))
+
+    assert code == 0
+    assert "warning" not in out
+
+
+def test_check_errors_exit_1_with_positions(capsys: pytest.CaptureFixture[str]) -> None:
+    bad = ROOT / "tests" / "fixtures" / "rules" / "bad" / "unknown_operator.yaml"
+    code, _, err = run(capsys, "check", str(bad))
+
+    assert code == 1
+    assert "unknown_operator.yaml:" in err
+    assert "did you mean 'contains'?" in err
+
+
+def test_test_runs_the_example_cases(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "test", str(RULES))
+
+    assert code == 0
+    assert out.rstrip().endswith("(ruleset " + str(RULES) + ")")
+    assert " passed, 0 failed" in out
+
+
+def test_a_failing_case_shows_expected_actual_and_why(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    (rules / "tests" / "extra.yaml").write_text(
+        "cases:\n"
+        "  - name: wrong on purpose\n"
+        "    event: events/help.json\n"
+        "    expect: [close_ticket]\n"
+    )
+
+    code, out, _ = run(capsys, "test", str(rules / "tests" / "extra.yaml"))
+
+    assert code == 1
+    assert "FAIL " in out
+    assert "  expected:\n    close_ticket\n  actual:\n    helpwave.create_ticket" in out
+    assert "no           close-on-thanks" in out
+    assert out.rstrip().endswith(f"0 passed, 1 failed (ruleset {rules})")
+
+
+def test_a_bad_cases_file_is_refused_with_positions(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    (rules / "tests" / "bad.yaml").write_text(
+        "cases:\n  - name: x\n    event: events/help.json\n    expct: []\n"
+    )
+
+    code, _, err = run(capsys, "test", str(rules))
+
+    assert code == 1
+    assert f"{rules / 'tests' / 'bad.yaml'}:4:5: error: unknown key 'expct'" in err
+
+
+def test_test_without_cases_fails(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    shutil.copy(RULES / "20-awalchat-tickets.yaml", tmp_path)
+
+    code, out, _ = run(capsys, "test", str(tmp_path))
+
+    assert code == 1
+    assert "no cases files" in out
+
+
+def test_diff_lists_the_events_whose_actions_change(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    new = tmp_path / "new"
+    shutil.copytree(RULES, new)
+    tickets = new / "20-awalchat-tickets.yaml"
+    tickets.write_text(
+        tickets.read_text().replace("- open_ticket", "- open_ticket: {}\n      - close_ticket")
+    )
+    events = tmp_path / "events.jsonl"
+    bodies = [
+        json.loads((WEBHOOKS / f"{name}.json").read_text())
+        for name in ("message_received_help", "message_received_thanks", "message_status_updated")
+    ]
+    events.write_text("\n".join(json.dumps(b) for b in bodies) + "\n")
+
+    code, out, _ = run(capsys, "diff", str(RULES), str(new), "--events", str(events))
+
+    assert code == 0
+    assert "events.jsonl#1: message.received (conversation 1042)" in out
+    assert "    close_ticket {}  <- open-on-customer-message" in out
+    assert "2 of 3 events change" in out  # the thanks finds the ticket closed
+
+
+def test_diff_reads_a_json_array_and_a_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    array = tmp_path / "events.json"
+    array.write_text(json.dumps([json.loads((WEBHOOKS / "order_updated.json").read_text())]))
+
+    code, out, _ = run(capsys, "diff", str(RULES), str(RULES), "--events", str(array))
+    folder, out2, _ = run(capsys, "diff", str(RULES), str(RULES), "--events", str(WEBHOOKS))
+
+    assert (code, folder) == (0, 0)
+    assert "0 of 1 events change" in out
+    assert f"0 of {len(list(WEBHOOKS.glob('*.json')))} events change" in out2
+
+
+def test_schema_prints_the_committed_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "schema")
+
+    assert code == 0
+    assert out == (ROOT / "worker" / "rules.schema.json").read_text()
