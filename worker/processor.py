@@ -132,6 +132,7 @@ class ConversationProcessor:
 
     def _drain_locked(self, conversation: str, token: str) -> DrainReport:
         started = self._clock()
+        self._store.mark_active(conversation, started)
         processed = 0
         while (item := self._store.head(conversation)) is not None:
             now = self._clock()

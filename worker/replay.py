@@ -11,8 +11,7 @@ from __future__ import annotations
 import redis
 
 from worker.delivery.dlq import DeadLetterQueue
-from worker.inbox import CELERY_QUEUE, celery_message
-from worker.runtime import DRAIN_TASK
+from worker.inbox import CELERY_QUEUE, DRAIN_TASK, celery_message
 from worker.store import DELIVERY_TTL, delivery_key, inbox_key
 
 _REPLAY = """

@@ -8,7 +8,10 @@ the rule reloader) run in the worker's main process: `start_background` / `stop_
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
+import time
+from pathlib import Path
 from typing import Final
 
 import httpx
@@ -20,27 +23,37 @@ from worker.actions import ActionExecutor
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.gate import RateGate
 from worker.delivery.parking import ParkedReleaser, ParkingLot
+from worker.delivery.periodic import Periodic
 from worker.delivery.ratelimit import (
     RateLimiter,
     destination_for_awalchat,
     destination_for_helpwave,
     parse_rate,
 )
+from worker.delivery.recovery import Recovery
 from worker.delivery.retry import RetryPolicy
 from worker.engine import Ruleset
 from worker.errors import ConfigError
 from worker.helpdesks.awalchat import AwalChatClient
 from worker.helpdesks.helpwave import HelpWaveClient
 from worker.helpdesks.http import new_http_client
-from worker.inbox import celery_message
+from worker.inbox import CELERY_QUEUE, DRAIN_TASK, celery_message
 from worker.processor import ConversationProcessor
 from worker.rulesource import RuleSource
 from worker.settings import Settings
-from worker.store import ConversationStore
+from worker.store import ConversationStore, inbox_key, lock_key
 
 log = logging.getLogger(__name__)
 
-DRAIN_TASK: Final = "worker.tasks.drain"
+RECOVERY_INTERVAL: Final = 15.0
+HEARTBEAT_INTERVAL: Final = 5.0
+# Touched every few seconds by a live worker: the compose health check reads its age.
+HEARTBEAT_FILE: Final = Path(tempfile.gettempdir()) / "ticket-worker.heartbeat"
+
+
+def drain_message(conversation: str) -> str:
+    """The Celery message that drains `conversation`."""
+    return celery_message(DRAIN_TASK, [conversation])
 
 
 def sync_redis(url: str) -> redis.Redis:
@@ -99,7 +112,7 @@ class Runtime:
             dry_run=settings.dry_run,
             stopping=self._stopping.is_set,
         )
-        self._releaser: ParkedReleaser | None = None
+        self._background: list[ParkedReleaser | Periodic] = []
 
     def _http_client(self, destination: str) -> httpx.Client:
         gate = RateGate(self.limiter, lambda _request: destination)
@@ -135,19 +148,31 @@ class Runtime:
         return awalchat, helpwave
 
     def start_background(self) -> None:
-        """Start the parked releaser (once per worker process)."""
-        if self._releaser is None:
-            self._releaser = ParkedReleaser(
-                self.parking, lambda member: celery_message(DRAIN_TASK, [member])
-            )
-            self._releaser.start()
+        """Start the parked releaser and the recovery sweep (once per worker process)."""
+        if self._background:
+            return
+        recovery = Recovery(
+            self.redis,
+            lock_key=lock_key,
+            inbox_key=inbox_key,
+            parked_key=self.parking.key,
+            queue=CELERY_QUEUE,
+            build_message=drain_message,
+        )
+        self._background = [
+            ParkedReleaser(self.parking, drain_message),
+            Periodic("recovery", RECOVERY_INTERVAL, lambda: recovery.sweep(time.time())),
+            Periodic("heartbeat", HEARTBEAT_INTERVAL, HEARTBEAT_FILE.touch),
+        ]
+        for thread in self._background:
+            thread.start()
 
     def stop_background(self) -> None:
         """Ask running drains to hand their work back, and stop background threads."""
         self._stopping.set()
-        if self._releaser is not None:
-            self._releaser.stop()
-            self._releaser = None
+        for thread in self._background:
+            thread.stop()
+        self._background = []
 
     def close(self) -> None:
         self.stop_background()

@@ -21,6 +21,7 @@ from typing import Any, Final, cast
 
 import redis
 
+from worker.delivery.recovery import ACTIVE_KEY
 from worker.engine.model import ConversationState, Decision
 
 PREFIX: Final = "tw:"
@@ -126,9 +127,12 @@ end
 return 0
 """
 
+# Pop the head if it is ARGV[1]; an inbox left empty is no longer active (KEYS[2]).
 _POP_HEAD = """
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then return redis.call('LPOP', KEYS[1]) end
-return false
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return false end
+redis.call('LPOP', KEYS[1])
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[2]) end
+return 1
 """
 
 
@@ -164,7 +168,11 @@ class ConversationStore:
 
     def pop_head(self, conversation: str, item: str) -> None:
         """Remove `item` from the inbox's head (nothing if the head is something else)."""
-        self._pop_head(keys=[inbox_key(conversation)], args=[item])
+        self._pop_head(keys=[inbox_key(conversation), ACTIVE_KEY], args=[item, conversation])
+
+    def mark_active(self, conversation: str, now: float) -> None:
+        """A drain works on the conversation (see worker.delivery.recovery)."""
+        self._redis.zadd(ACTIVE_KEY, {conversation: now})
 
     def backlog(self, conversation: str) -> int:
         return int(self._redis.llen(inbox_key(conversation)))

@@ -14,11 +14,12 @@ sets the given time whatever was there.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 import redis
+
+from worker.delivery.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -120,41 +121,27 @@ class ParkedReleaser:
         self._interval = interval
         self._limit = limit
         self._clock = clock
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("parked-releaser", interval, self.tick)
 
     def start(self) -> None:
         """Start the thread (once)."""
-        if self._thread is not None:
-            raise RuntimeError("ParkedReleaser already started")
-        self._thread = threading.Thread(target=self._run, name="parked-releaser", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self, timeout: float = 1.0) -> None:
         """Ask the thread to stop and wait up to `timeout` seconds for it."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._periodic.stop(timeout)
 
     @property
     def running(self) -> bool:
         """True while the thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._periodic.running
 
     def tick(self) -> int:
         """Release everything due now (in batches); return how many were released."""
         total = 0
-        while not self._stopping.is_set():
+        while not self._periodic.stopping:
             released = self._lot.release_due(self._clock(), self._build, self._queue, self._limit)
             total += len(released)
             if len(released) < self._limit:
                 break
         return total
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.tick()
-            except Exception:  # the thread must outlive a Redis outage or a bad message
-                log.warning("releasing parked work failed; retrying", exc_info=True)
-            self._stopping.wait(self._interval)

@@ -1,0 +1,54 @@
+"""A daemon thread that runs a job every `interval` seconds until stopped.
+
+The job's exceptions are logged and the thread goes on: background work must outlive a
+Redis outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class Periodic:
+    """Run `job` every `interval` seconds in a daemon thread named `name`."""
+
+    def __init__(self, name: str, interval: float, job: Callable[[], object]) -> None:
+        self.name = name
+        self._interval = interval
+        self._job = job
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        if self._thread is not None:
+            raise RuntimeError(f"{self.name} already started")
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Ask the thread to stop and wait up to `timeout` seconds for it."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """True while the thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._job()
+            except Exception:  # the thread must outlive a Redis outage or a bad message
+                log.warning("%s failed; retrying", self.name, exc_info=True)
+            self._stopping.wait(self._interval)
