@@ -42,9 +42,9 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> None:
         """Start the server (empty) and wait until it accepts connections."""
         binary = shutil.which("redis-server") or redis_executable()
-        persistence = ("--appendonly", "yes", "--appendfsync", "always")
-        if not self.appendonly:
-            persistence = ("--appendonly", "no")
+        persistence: tuple[str, ...] = ("--appendonly", "no")
+        if self.appendonly:
+            persistence = ("--appendonly", "yes", "--appendfsync", "always")
         self.process = subprocess.Popen(
             [
                 binary,
