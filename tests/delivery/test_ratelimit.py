@@ -157,11 +157,36 @@ class FixedWindowProvider:
 
 
 @dataclass
+class FirstCallWindowProvider:
+    """Fixed windows starting at a window's first call, `reset` rounded UP to whole seconds
+    (as tests/fakes' AwalChat does): waiting for that reset idles up to a second a window."""
+
+    limit: int
+    window: float
+    end: float = 0.0
+    count: int = 0
+    counts: Counter[float] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+
+    def answer(self, at: float) -> tuple[int, int | None, int | None, float | None, float | None]:
+        if at >= self.end:
+            self.end, self.count = at + self.window, 0
+        reset = float(math.ceil(self.end))
+        if self.count >= self.limit:
+            self.statuses[429] += 1
+            return 429, self.limit, 0, reset, max(1, math.ceil(self.end - at))
+        self.count += 1
+        self.counts[self.end] += 1
+        self.statuses[200] += 1
+        return 200, self.limit, self.limit - self.count, reset, None
+
+
+@dataclass
 class Simulation:
     """`workers` processes, each with its own limiter, draining `backlog` calls."""
 
     server: fakeredis.FakeServer
-    provider: FixedWindowProvider
+    provider: FixedWindowProvider | FirstCallWindowProvider
     workers: int
     rate: Rate | None = None
     seed: int = 7
@@ -254,3 +279,16 @@ def test_headers_win_over_a_configured_rate(server: fakeredis.FakeServer) -> Non
     rl.observe(DEST, status=200, limit=60, remaining=59, reset=T0 + 20, retry_after=None, now=T0)
     assert rl.reserve(DEST, T0) == 0.0
     assert rl.reserve(DEST, T0) == pytest.approx(10 / 60, abs=1e-5)
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+@pytest.mark.parametrize("rate", [None, Rate(60, 10.0)])
+def test_a_reset_rounded_up_does_not_idle_each_window(
+    server: fakeredis.FakeServer, workers: int, rate: Rate | None
+) -> None:
+    provider = FirstCallWindowProvider(limit=60, window=10)
+    sim = Simulation(server, provider, workers=workers, rate=rate)
+    sim.run(backlog=500)
+    assert provider.statuses[200] == 500
+    assert provider.statuses[429] <= 0.01 * 500
+    assert sim.utilization() >= 0.95

@@ -18,7 +18,15 @@ How the pace is chosen, strongest source first:
 Spacing is a GCRA with no burst tolerance: a call is allowed when its theoretical arrival
 time has come, which keeps any window of length `period` at `count` calls or fewer. Against
 fixed windows the pause on `remaining == 0` locks the pace to the provider's windows: each
-window starts `guard` after its reset and its last call leaves well before its end.
+window starts `guard` after its end and its last call leaves well before its end.
+
+A window's end is its `reset`, or sooner `window` seconds after the first answer that
+carried that reset (`first`): a fixed window holding a call cannot outlast that call by
+more than its length. This matters when the provider rounds `reset` up to whole seconds
+and starts a window at its first call: waiting for the rounded reset would then idle
+almost a second per window (phase-locked, every window starts just after a whole second),
+~9% of a 10 s window. The learnt `window` (smallest difference of successive resets) is
+never shorter than the real one for fixed windows, so the earlier end is never too early.
 Smooth rather than bursting the whole budget at each reset: a burst lands entirely in the
 old window if the provider's clock or rounding of `reset` is a little behind ours (a whole
 window of 429s), and smooth pacing also fits sliding windows; phase-locked, it still uses
@@ -87,28 +95,31 @@ local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local count, period = tonumber(ARGV[2]), tonumber(ARGV[3])
 local guard, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local f = redis.call('HMGET', key, 'tat', 'paused_until', 'limit', 'reset', 'left', 'window')
+local f = redis.call('HMGET', key, 'tat', 'paused_until', 'limit', 'reset', 'left', 'window',
+                     'ends')
 local tat, paused = tonumber(f[1]) or 0, tonumber(f[2]) or 0
 local limit, reset = tonumber(f[3]), tonumber(f[4]) or 0
 local left, window = tonumber(f[5]), tonumber(f[6])
+local ends = math.min(tonumber(f[7]) or reset, reset)
 local function fmt(x) return string.format('%.6f', x) end
 if now < paused then return fmt(paused - now) end
-if limit and reset > 0 and now >= reset + guard then
+if limit and reset > 0 and now >= ends + guard then
   left = limit
   if window then
     reset = reset + (math.floor((now - reset) / window) + 1) * window
   else
     reset = 0
   end
-  redis.call('HSET', key, 'left', left, 'reset', fmt(reset), 'est', '1')
+  ends = reset
+  redis.call('HSET', key, 'left', left, 'reset', fmt(reset), 'ends', fmt(ends), 'est', '1')
 end
-if limit and reset > 0 and left and left <= 0 then return fmt(reset + guard - now) end
+if limit and reset > 0 and left and left <= 0 then return fmt(ends + guard - now) end
 if tat > now then return fmt(tat - now) end
 local interval = 0
 if limit and window then
   interval = window / limit
 elseif limit and reset > 0 then
-  interval = math.max(0, reset - now) / math.max(left or 1, 1)
+  interval = math.max(0, ends - now) / math.max(left or 1, 1)
 elseif count and not limit then
   interval = period / count
 end
@@ -129,9 +140,10 @@ local hlimit, hleft, hreset = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARG
 local retry_after, guard = tonumber(ARGV[6]), tonumber(ARGV[7])
 local ttl, fallback, same = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local f = redis.call('HMGET', key, 'paused_until', 'limit', 'reset', 'left', 'window',
-                     'est', 'seen')
+                     'est', 'seen', 'first', 'ends')
 local paused, limit, reset = tonumber(f[1]) or 0, tonumber(f[2]), tonumber(f[3]) or 0
 local left, window, est, seen = tonumber(f[4]), tonumber(f[5]), f[6] == '1', tonumber(f[7]) or 0
+local first, ends = tonumber(f[8]), tonumber(f[9])
 local function fmt(x) return string.format('%.6f', x) end
 if hlimit and hlimit > 0 then limit = hlimit end
 local stale = false
@@ -139,6 +151,12 @@ if hreset then
   if seen > 0 and hreset > seen + same then
     local candidate = hreset - seen
     if not window or candidate < window then window = candidate end
+  end
+  -- `first`: the earliest answer carrying the newest reset (the window ends by first + window)
+  if hreset > seen + same or not first then
+    first = now
+  elseif hreset >= seen - same then
+    first = math.min(first, now)
   end
   if hreset > seen then seen = hreset end
   if reset > 0 and hreset < reset - same then
@@ -154,7 +172,13 @@ if hreset then
   end
   est = false
 end
-if not stale and hleft == 0 and hreset then paused = math.max(paused, hreset + guard) end
+if reset > 0 and (not ends or not stale) then
+  ends = reset
+  if window and first and math.abs(reset - seen) <= same then
+    ends = math.min(reset, first + window)
+  end
+end
+if not stale and hleft == 0 and hreset then paused = math.max(paused, ends + guard) end
 if status == 429 then
   local wait = retry_after
   if not wait and hreset and hreset > now then wait = hreset + guard - now end
@@ -163,6 +187,8 @@ if status == 429 then
 end
 local fields = {'paused_until', fmt(paused), 'reset', fmt(reset), 'seen', fmt(seen),
                 'est', est and '1' or '0'}
+if first then table.insert(fields, 'first'); table.insert(fields, fmt(first)) end
+if ends then table.insert(fields, 'ends'); table.insert(fields, fmt(ends)) end
 if limit then table.insert(fields, 'limit'); table.insert(fields, limit) end
 if left then table.insert(fields, 'left'); table.insert(fields, left) end
 if window then table.insert(fields, 'window'); table.insert(fields, fmt(window)) end
