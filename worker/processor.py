@@ -40,6 +40,7 @@ from worker.errors import (
 )
 from worker.events import parse_webhook
 from worker.store import ConversationStore, DeliveryRecord
+from worker.telemetry import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class ConversationProcessor:
         lock_ttl: float = 60.0,
         run_budget: float = 20.0,
         stopping: Callable[[], bool] = lambda: False,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._store = store
         self._rules = rules
@@ -113,6 +115,7 @@ class ConversationProcessor:
         self._lock_ttl_ms = int(lock_ttl * 1000)
         self._run_budget = run_budget
         self._stopping = stopping
+        self._metrics = metrics or WorkerMetrics()
 
     def drain(self, conversation: str) -> DrainReport:
         """Process the conversation's inbox until it is empty, it must wait, or time is up."""
@@ -170,6 +173,9 @@ class ConversationProcessor:
             now = datetime.fromtimestamp(record.received_at or self._clock(), UTC)
             decision = evaluate(self._rules(), event, state, now=now)
             decision = self._store.store_decision(record, decision, state)
+            self._metrics.events.labels(event=event.name).inc()
+            for rule in decision.matched_rules:
+                self._metrics.rule_matches.labels(rule=rule).inc()
             log.info(
                 "event decided",
                 extra={
@@ -204,6 +210,7 @@ class ConversationProcessor:
             conversation=record.conversation,
             state=state,
         )
+        self._metrics.actions.labels(action=action.kind, outcome=outcome.get("result", "")).inc()
         log.info(
             "action %s",
             outcome.get("result"),
@@ -251,6 +258,7 @@ class ConversationProcessor:
                 self._bury(record, action, attempts, "out of attempts", state)
                 return None
             attempts[-1]["not_before"] = now + delay
+            self._metrics.retries.labels(action=action.kind).inc()
             self._store.record_attempts(record.delivery_id, action.key, attempts)
             return now + delay
         except (HelpdeskRejectedError, ActionError, ConfigError) as exc:

@@ -42,10 +42,12 @@ from worker.processor import ConversationProcessor
 from worker.rulesource import RuleSource
 from worker.settings import Settings
 from worker.store import ConversationStore, inbox_key, lock_key
+from worker.telemetry import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
 RECOVERY_INTERVAL: Final = 15.0
+RULES_INTERVAL: Final = 1.0
 HEARTBEAT_INTERVAL: Final = 5.0
 # Touched every few seconds by a live worker: the compose health check reads its age.
 HEARTBEAT_FILE: Final = Path(tempfile.gettempdir()) / "ticket-worker.heartbeat"
@@ -89,7 +91,14 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis = sync_redis(settings.require_redis_url())
-        self.rules = RuleSource(settings.rules_path)
+        self.metrics = WorkerMetrics()
+        self.rules = RuleSource(
+            settings.rules_path,
+            client=self.redis,
+            on_refused=lambda _exc: self.metrics.rules_refused.inc(),
+            on_swapped=lambda ruleset: self.metrics.use_rules_version(ruleset.version),
+        )
+        self.metrics.use_rules_version(self.rules.version)
         check_credentials(settings, self.rules.current())
         self.store = ConversationStore(self.redis)
         self.limiter = RateLimiter(self.redis)
@@ -111,11 +120,18 @@ class Runtime:
             park=self.parking.park,
             dry_run=settings.dry_run,
             stopping=self._stopping.is_set,
+            metrics=self.metrics,
         )
         self._background: list[ParkedReleaser | Periodic] = []
 
     def _http_client(self, destination: str) -> httpx.Client:
-        gate = RateGate(self.limiter, lambda _request: destination)
+        gate = RateGate(
+            self.limiter,
+            lambda _request: destination,
+            on_wait=lambda d, s: self.metrics.rate_wait.labels(destination=d).inc(s),
+            on_throttled=lambda d: self.metrics.throttled.labels(destination=d).inc(),
+            on_rate_limited=lambda d: self.metrics.rate_limited.labels(destination=d).inc(),
+        )
         client = gate.install(new_http_client(timeout_seconds=self.settings.http_timeout_seconds))
         self._http.append(client)
         return client
@@ -159,13 +175,32 @@ class Runtime:
             queue=CELERY_QUEUE,
             build_message=drain_message,
         )
+        self._serve_metrics()
         self._background = [
             ParkedReleaser(self.parking, drain_message),
+            Periodic("rules", RULES_INTERVAL, self.rules.refresh),
             Periodic("recovery", RECOVERY_INTERVAL, lambda: recovery.sweep(time.time())),
             Periodic("heartbeat", HEARTBEAT_INTERVAL, HEARTBEAT_FILE.touch),
         ]
         for thread in self._background:
             thread.start()
+
+    def _serve_metrics(self) -> None:
+        port = self.settings.worker_metrics_port
+        if not port:
+            return
+        self.metrics.watch(
+            self.redis,
+            queue=CELERY_QUEUE,
+            parked=self.parking.key,
+            dlq=self.dead_letters.entries_key,
+        )
+        try:
+            self.metrics.serve(port)
+        except OSError as exc:
+            log.warning("metrics not served on port %d: %s", port, exc)
+        else:
+            log.info("worker metrics on :%d/metrics", port)
 
     def stop_background(self) -> None:
         """Ask running drains to hand their work back, and stop background threads."""

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     # Tunables beyond the interface table; defaults suit production.
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     worker_concurrency: int = Field(default=2, ge=1)
+    worker_metrics_port: int = Field(default=9108, ge=0, le=65535)  # 0: not served
     awalchat_rate: str | None = None  # e.g. "60/10s"; learnt from headers when unset
     helpwave_rate: str | None = "10/1s"
 

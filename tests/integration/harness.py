@@ -51,6 +51,7 @@ class Deployment:
             "RULES_PATH": str(rules or REPO_ROOT / "rules"),
             "PYTHONPATH": str(REPO_ROOT),
             "DRY_RUN": "false",
+            "WORKER_METRICS_PORT": "0",
             **(env or {}),
         }
         self._workers = workers

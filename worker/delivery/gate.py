@@ -34,6 +34,8 @@ class RateGate:
         sleep: Callable[[float], None] = time.sleep,
         max_inline_wait: float = 2.0,
         on_wait: Callable[[str, float], None] | None = None,
+        on_throttled: Callable[[str], None] | None = None,
+        on_rate_limited: Callable[[str], None] | None = None,
     ) -> None:
         self._limiter = limiter
         self._destination_of = destination_of
@@ -41,6 +43,8 @@ class RateGate:
         self._sleep = sleep
         self._max_inline_wait = max_inline_wait
         self._on_wait = on_wait
+        self._on_throttled = on_throttled
+        self._on_rate_limited = on_rate_limited
 
     def on_request(self, request: httpx.Request) -> None:
         """Take a slot of the destination's budget, sleeping briefly or raising ThrottledError."""
@@ -52,8 +56,10 @@ class RateGate:
             if wait <= 0:
                 break
             if waited + wait > self._max_inline_wait:
-                if self._on_wait is not None:
+                if self._on_wait is not None and waited:
                     self._on_wait(destination, waited)
+                if self._on_throttled is not None:
+                    self._on_throttled(destination)
                 raise ThrottledError(destination, now + wait)
             self._sleep(wait)
             waited += wait
@@ -65,10 +71,13 @@ class RateGate:
         now = self._clock()
         info = rate_limit_info(response)
         retry_after = None
+        destination = self._destination_of(response.request)
         if response.status_code == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now=now)
+            if self._on_rate_limited is not None:
+                self._on_rate_limited(destination)
         self._limiter.observe(
-            self._destination_of(response.request),
+            destination,
             status=response.status_code,
             limit=info.limit,
             remaining=info.remaining,
