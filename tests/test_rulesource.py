@@ -71,7 +71,7 @@ def test_a_refused_change_keeps_the_last_good_version_and_says_why(rules_dir: Pa
 
 def test_a_broken_file_at_start_refuses_to_start(rules_dir: Path) -> None:
     write(rules_dir, BROKEN)
-    with pytest.raises(RulesError, match="rules.yaml:5"):
+    with pytest.raises(RulesError, match=r"rules\.yaml:5"):
         RuleSource(rules_dir)
 
 

@@ -24,27 +24,29 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.supervisor import run_up
+    from worker.runtime import preflight
+    from worker.supervisor import effective_settings, run_up
 
+    preflight(effective_settings(settings))
     return run_up(settings, host=args.host, port=args.port, concurrency=args.concurrency)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from worker.delivery.periodic import Periodic
     from worker.logs import configure_logging
     from worker.rulesource import RuleSource
-    from worker.runtime import check_credentials
+    from worker.runtime import RULES_INTERVAL, preflight, sync_redis
     from worker.web import build_receiver
 
+    preflight(settings)  # a bad rule file or a missing credential stops here, named
     configure_logging()
-    settings.require_redis_url()
-    rules = RuleSource(settings.rules_path)  # a bad rule file refuses to start, naming it
-    check_credentials(settings, rules.current())
+    rules = RuleSource(settings.rules_path, client=sync_redis(settings.require_redis_url()))
+    Periodic("rules", RULES_INTERVAL, rules.refresh).start()
 
     async def readiness() -> str | None:
-        rules.current()  # notices changed files; a refused change keeps the last good one
-        return None
+        return None  # the last good ruleset keeps serving while a refused change waits
 
     app = build_receiver(settings, readiness=readiness)
     uvicorn.run(
@@ -63,8 +65,9 @@ def _work(args: argparse.Namespace, settings: Settings) -> int:
 
     configure_logging()
     settings = settings.model_copy(update={"worker_concurrency": args.concurrency})
-    settings.require_redis_url()
     from worker import runtime
+
+    runtime.preflight(settings)
     from worker.celery_app import create_celery
 
     app = create_celery(settings)

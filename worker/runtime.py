@@ -32,7 +32,7 @@ from worker.delivery.ratelimit import (
 )
 from worker.delivery.recovery import Recovery
 from worker.delivery.retry import RetryPolicy
-from worker.engine import Ruleset
+from worker.engine import Ruleset, load_ruleset
 from worker.errors import ConfigError
 from worker.helpdesks.awalchat import AwalChatClient
 from worker.helpdesks.helpwave import HelpWaveClient
@@ -83,6 +83,15 @@ def check_credentials(settings: Settings, ruleset: Ruleset) -> None:
             f"{'AwalChat' if missing[0].startswith('AWALCHAT') else 'HelpWave'} "
             "(set it, or DRY_RUN=true to decide without calling)"
         )
+
+
+def preflight(settings: Settings) -> Ruleset:
+    """What every service checks before it touches Redis: the rule files load, and the
+    credentials they need are set. Raises RulesError or ConfigError (naming the setting)."""
+    ruleset = load_ruleset(settings.rules_path)
+    check_credentials(settings, ruleset)
+    settings.require_redis_url()
+    return ruleset
 
 
 class Runtime:

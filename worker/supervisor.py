@@ -44,6 +44,17 @@ def known_receiver(state_dir: Path = STATE_DIR) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
+def effective_settings(settings: Settings) -> Settings:
+    """The settings `up` runs its children with: an embedded Redis when REDIS_URL is unset
+    (a placeholder here, the real URL once it runs) and dry-run when no credential is set."""
+    changes: dict[str, object] = {}
+    if not settings.redis_url:
+        changes["redis_url"] = "redis://embedded"
+    if not settings.dry_run and not settings.has_any_credentials():
+        changes["dry_run"] = True
+    return settings.model_copy(update=changes)
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGTERM if `up` itself dies (Linux), so no child outlives it."""
     try:
