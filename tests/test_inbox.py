@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -104,6 +105,46 @@ async def test_event_without_conversation_gets_an_inbox_of_its_own(
     conv = f"d:{result.delivery_id}"
     assert await client.lrange(f"tw:inbox:{conv}", 0, -1) == [result.delivery_id.encode()]
     assert await client.hget(f"tw:delivery:{result.delivery_id}", "conversation") == conv.encode()
+
+
+async def test_concurrent_accepts_share_one_pipeline_and_each_gets_its_own_answer(
+    client: redis.asyncio.Redis,
+) -> None:
+    inbox = Inbox(client, now=lambda: NOW)
+    bodies = [RAW, RAW + b" ", RAW]  # the third repeats the first within the same batch
+    results = await asyncio.gather(*(inbox.accept(raw, EVENT, dry_run=False) for raw in bodies))
+    assert [result.duplicate for result in results] == [False, False, True]
+    assert await client.lrange("tw:inbox:7", 0, -1) == [
+        results[0].delivery_id.encode(),
+        results[1].delivery_id.encode(),
+    ]
+    assert await client.llen("celery") == 2
+
+
+async def test_a_script_cache_emptied_under_the_inbox_is_reloaded(
+    client: redis.asyncio.Redis,
+) -> None:
+    inbox = Inbox(client, now=lambda: NOW)
+    await inbox.accept(RAW, EVENT, dry_run=False)
+    await client.script_flush()
+    results = await asyncio.gather(
+        *(inbox.accept(RAW + b" " * n, EVENT, dry_run=False) for n in range(3))
+    )
+    assert [result.duplicate for result in results] == [True, False, False]
+    assert await client.llen("celery") == 3
+
+
+async def test_a_caller_that_gave_up_before_its_batch_left_queues_nothing(
+    client: redis.asyncio.Redis,
+) -> None:
+    inbox = Inbox(client, now=lambda: NOW)
+    given_up = asyncio.ensure_future(inbox.accept(RAW, EVENT, dry_run=False))
+    kept = asyncio.ensure_future(inbox.accept(RAW + b" ", EVENT, dry_run=False))
+    await asyncio.sleep(0)  # both wait for their batch, which has not left yet
+    given_up.cancel()
+    assert not (await kept).duplicate
+    assert await client.llen("celery") == 1
+    assert await client.exists(f"tw:seen:{delivery_id_for(RAW)}") == 0
 
 
 def test_celery_message_has_the_kombu_redis_transport_shape() -> None:

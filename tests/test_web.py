@@ -211,6 +211,33 @@ def test_declared_length_over_one_mib_is_refused_before_reading(receiver: Receiv
     assert response.status_code == 413
 
 
+def test_other_methods_on_the_webhook_route_are_405(receiver: Receiver) -> None:
+    assert receiver.http.get(URL).status_code == 405
+
+
+@pytest.mark.anyio
+async def test_a_client_gone_before_its_body_arrives_gets_no_answer_and_queues_nothing() -> None:
+    accepted: list[bytes] = []
+
+    class RecordingInbox(DownInbox):
+        async def accept(self, raw: bytes, event: Event, *, dry_run: bool) -> AcceptResult:
+            accepted.append(raw)
+            return AcceptResult(delivery_id_for(raw), duplicate=False)
+
+    sent: list[object] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: object) -> None:
+        sent.append(message)
+
+    headers = [(name.lower().encode(), value.encode()) for name, value in signed(BODY).items()]
+    scope = {"type": "http", "method": "POST", "path": URL, "headers": headers}
+    await create_app(settings(), RecordingInbox(), now=lambda: NOW)(scope, receive, send)
+    assert (sent, accepted) == ([], [])
+
+
 class DownInbox:
     async def accept(self, raw: bytes, event: Event, *, dry_run: bool) -> AcceptResult:
         raise QueueUnavailableError("down")
@@ -287,11 +314,12 @@ def test_metrics_count_outcomes_and_signature_failures(receiver: Receiver) -> No
 def test_logs_carry_ids_but_never_the_signature_or_secret(
     receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("INFO", logger="worker.web")
+    caplog.set_level("DEBUG", logger="worker.web")
     headers = signed(BODY)
     receiver.post(BODY, headers)
     receiver.post(BODY, {"X-Awal-Signature-256": "sha256=" + "0" * 64})
     queued = next(r for r in caplog.records if r.getMessage() == "webhook queued")
+    assert queued.levelname == "DEBUG"  # one line per accepted delivery is too dear at INFO
     assert vars(queued)["delivery_id"] == delivery_id_for(BODY)
     assert vars(queued)["conversation_id"] == "1"
     logged = " ".join(str(vars(r)) for r in caplog.records)

@@ -48,33 +48,22 @@ class Handshake(BaseModel):
     challenge: StrictStr
 
 
-class Envelope(BaseModel):
-    """The shared event envelope; fields beyond `event` are kept as sent."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    event: StrictStr
-    timestamp: Any = None
-    data: Any = None
-
-
 def parse_webhook(raw: bytes) -> Handshake | Event:
     """Decode one webhook body; raise PayloadError(400, reason) when it is not acceptable."""
     document = decode_json_object(raw)
-    if document.get("type") == "verification" and "event" not in document:
+    if "event" not in document and document.get("type") == "verification":
         try:
             return Handshake.model_validate(document)
         except ValidationError as exc:
             raise PayloadError(400, "bad verification request") from exc
-    try:
-        envelope = Envelope.model_validate(document)
-    except ValidationError as exc:
-        raise PayloadError(400, "no string 'event' field") from exc
+    name = document.get("event")
+    if not isinstance(name, str):
+        raise PayloadError(400, "no string 'event' field")
     return Event(
-        name=envelope.event,
+        name=name,
         payload=document,
-        timestamp=_parse_timestamp(envelope.timestamp),
-        conversation_id=_conversation_id(envelope.data),
+        timestamp=_parse_timestamp(document.get("timestamp")),
+        conversation_id=_conversation_id(document.get("data")),
     )
 
 
@@ -87,19 +76,14 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
     if _depth(raw) > MAX_DEPTH:
         raise PayloadError(400, f"JSON nested deeper than {MAX_DEPTH}")
     try:
-        document = json.loads(
-            text,
-            object_pairs_hook=_object_without_duplicates,
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
-        )
+        document = _DECODER.decode(text)
     except PayloadError:
         raise
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, int digit limit
         raise PayloadError(400, "body is not valid JSON") from exc
     if not isinstance(document, dict):
         raise PayloadError(400, "body is not a JSON object")
-    if _LONE_SURROGATE_HINT.search(raw) and _has_lone_surrogate(document):
+    if b"\\u" in raw and _LONE_SURROGATE_HINT.search(raw) and _has_lone_surrogate(document):
         raise PayloadError(400, "lone surrogate in a JSON string")
     return document
 
@@ -130,6 +114,14 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise PayloadError(400, "number out of range")
     return value
+
+
+# One decoder for every call: `json.loads` with hooks builds a new one each time.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_object_without_duplicates,
+    parse_constant=_refuse_constant,
+    parse_float=_finite_float,
+)
 
 
 def _has_lone_surrogate(document: dict[str, Any]) -> bool:

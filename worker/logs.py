@@ -2,7 +2,7 @@
 
 Call `configure_logging()` once in an entry point. Context goes in `extra=`:
 
-    log.info("webhook queued", extra={"delivery_id": ..., "conversation_id": ...})
+    log.info("webhook already seen", extra={"delivery_id": ..., "conversation_id": ...})
 
 Never pass a secret, a signature or a raw body: whatever is in `extra` is printed.
 """

@@ -46,9 +46,17 @@ class ReceiverMetrics:
             registry=self.registry,
         )
 
+        self._webhook_children: dict[tuple[str | None, str], Counter] = {}
+
     def count(self, event: str | None, outcome: str) -> None:
         """Count one answered webhook."""
-        self.webhooks.labels(event_label(event), outcome).inc()
+        try:
+            child = self._webhook_children[event, outcome]
+        except KeyError:
+            child = self.webhooks.labels(event_label(event), outcome)
+            if event is None or event in _KNOWN:  # bounded: unknown names share `other`
+                self._webhook_children[event, outcome] = child
+        child.inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
