@@ -12,17 +12,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import redis
 
+from worker.decision_log import describe_delivery, render_delivery
 from worker.delivery.dlq import DeadLetterQueue
 from worker.embedded import STATE_DIR, known_url
 from worker.errors import ConfigError
 from worker.settings import Settings
 from worker.signature import sign
-from worker.store import ConversationStore, DeliveryRecord, delivery_key
+from worker.store import ConversationStore, DeliveryRecord
 from worker.supervisor import SECRET_FILE, known_receiver
 
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8000/webhooks/awalchat"
@@ -45,36 +45,6 @@ def webhook_secret(settings: Settings) -> str:
     if local.exists():
         return local.read_text().strip()
     raise ConfigError("AWALCHAT_WEBHOOK_SECRETS is not set")
-
-
-def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
-    """A decision record as operators read it: what matched, what was done and why."""
-    decision = record.decision
-    result: dict[str, Any] = {
-        "delivery_id": record.delivery_id,
-        "conversation": record.conversation,
-        "received_at": record.received_at,
-        "dry_run": record.dry_run,
-        "decided": decision is not None,
-    }
-    if decision is None:
-        return result
-    result.update(
-        event=decision.event,
-        ruleset_version=decision.ruleset_version,
-        matched=list(decision.matched_rules),
-        rules=[{"rule": o.rule, "status": o.status, "reason": o.reason} for o in decision.outcomes],
-        actions=[
-            {
-                "rule": a.rule,
-                "action": a.kind,
-                "params": dict(a.params),
-                "outcome": dict(record.done.get(a.key, {"result": "pending"})),
-            }
-            for a in decision.actions
-        ],
-    )
-    return result
 
 
 def _send(args: argparse.Namespace, settings: Settings) -> int:
@@ -106,24 +76,6 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(render_delivery(describe_delivery(record)))
     return 0
-
-
-def render_delivery(described: dict[str, Any]) -> str:
-    """A decision record in a few lines: the rules that matched and each action's outcome."""
-    lines = [
-        f"decided {described['event']} (conversation {described['conversation']}, "
-        f"ruleset {described['ruleset_version']}{', dry-run' if described['dry_run'] else ''})",
-        "matched: " + (", ".join(described["matched"]) or "no rule"),
-    ]
-    for action in described["actions"]:
-        outcome = dict(action["outcome"])
-        result = outcome.pop("result", "pending")
-        extra = ", ".join(f"{k}={v}" for k, v in outcome.items())
-        detail = f" ({extra})" if extra else ""
-        lines.append(f"  {action['action']:<24} {result}{detail}  <- {action['rule']}")
-    if not described["actions"]:
-        lines.append("actions: none (see `ticket-worker explain` for why each rule did not match)")
-    return "\n".join(lines)
 
 
 def _settled(record: DeliveryRecord | None) -> bool:
@@ -202,6 +154,3 @@ def add_commands(add: AddCommand) -> None:
     target = replay.add_mutually_exclusive_group(required=True)
     target.add_argument("id", nargs="?")
     target.add_argument("--all", action="store_true")
-
-
-__all__ = ["add_commands", "connect", "delivery_key", "describe_delivery"]

@@ -45,10 +45,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     rules = RuleSource(settings.rules_path, client=sync_redis(settings.require_redis_url()))
     Periodic("rules", RULES_INTERVAL, rules.refresh).start()
 
-    async def readiness() -> str | None:
-        return None  # the last good ruleset keeps serving while a refused change waits
+    def details() -> dict[str, object]:
+        # A refused change is reported, not fatal: the last good version keeps serving.
+        return {"rules": {"version": rules.version, "refused_change": rules.error}}
 
-    app = build_receiver(settings, readiness=readiness)
+    app = build_receiver(settings, details=details)
     uvicorn.run(
         app,
         host=args.host,

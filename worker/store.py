@@ -67,7 +67,8 @@ def _decode(value: bytes | None) -> str:
     return value.decode() if value is not None else ""
 
 
-def _parse_record(delivery_id: str, fields: Mapping[bytes, bytes]) -> DeliveryRecord:
+def parse_record(delivery_id: str, fields: Mapping[bytes, bytes]) -> DeliveryRecord:
+    """A delivery record from its Redis hash fields."""
     done: dict[str, Mapping[str, Any]] = {}
     attempts: dict[str, list[dict[str, Any]]] = {}
     for name, value in fields.items():
@@ -185,7 +186,7 @@ class ConversationStore:
         fields = cast(dict[bytes, bytes], self._redis.hgetall(delivery_key(delivery_id)))
         if not fields:
             return None
-        return _parse_record(delivery_id, fields)
+        return parse_record(delivery_id, fields)
 
     def store_decision(
         self,

@@ -10,9 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # `*_created`: noise
 
 
 class SharedStateCollector(Collector):

@@ -16,14 +16,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from worker.engine.model import Event
@@ -34,6 +34,7 @@ from worker.logs import configure_logging
 from worker.metrics import ReceiverMetrics
 from worker.settings import Settings
 from worker.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureVerifier
+from worker.web_admin import admin_routes
 
 MAX_BODY_BYTES = 1024 * 1024
 READINESS_TIMEOUT_SECONDS = 1.5
@@ -67,11 +68,14 @@ def create_app(
     metrics: ReceiverMetrics | None = None,
     now: Callable[[], float] = time.time,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+    details: Callable[[], Mapping[str, object]] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The receiver app. Raise ConfigError when no webhook secret is configured.
 
-    `readiness` adds a check to `/readyz` beyond Redis answering; `metrics` defaults to a
-    fresh registry per app; `now` is the signature clock (Unix seconds).
+    `readiness` adds a check to `/readyz` beyond Redis answering, `details` adds facts to its
+    answer (the rules version); `metrics` defaults to a fresh registry per app; `now` is the
+    signature clock (Unix seconds); `extra_routes` are mounted as given (GET /decisions).
     """
     secrets = [secret.get_secret_value() for secret in settings.awalchat_webhook_secrets]
     if not secrets:
@@ -81,20 +85,25 @@ def create_app(
         inbox=inbox,
         metrics=metrics if metrics is not None else ReceiverMetrics(),
         readiness=readiness,
+        details=details,
         dry_run=settings.dry_run,
     )
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/webhooks/awalchat", receiver, methods=["POST"]),
         Route("/healthz", receiver.healthz, methods=["GET"]),
         Route("/readyz", receiver.readyz, methods=["GET"]),
         Route("/metrics", receiver.metrics_text, methods=["GET"]),
-        # GET /decisions goes here: recent decision records, only when settings.admin_token
-        # is set, behind `Authorization: Bearer $ADMIN_TOKEN` (compare with hmac.compare_digest).
+        *extra_routes,
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def build_receiver(settings: Settings, *, readiness: Readiness | None = None) -> Starlette:
+def build_receiver(
+    settings: Settings,
+    *,
+    readiness: Readiness | None = None,
+    details: Callable[[], Mapping[str, object]] | None = None,
+) -> Starlette:
     """The production receiver: a bounded Redis client from `REDIS_URL` and an Inbox over it.
 
     Raise ConfigError naming `AWALCHAT_WEBHOOK_SECRETS` or `REDIS_URL` when unset. The client
@@ -111,7 +120,14 @@ def build_receiver(settings: Settings, *, readiness: Readiness | None = None) ->
         finally:
             await client.aclose()
 
-    return create_app(settings, Inbox(client), readiness=readiness, lifespan=lifespan)
+    return create_app(
+        settings,
+        Inbox(client),
+        readiness=readiness,
+        details=details,
+        lifespan=lifespan,
+        extra_routes=admin_routes(settings, client),
+    )
 
 
 def receiver_from_env() -> Starlette:
@@ -151,12 +167,14 @@ class _Receiver:
         inbox: InboxProtocol,
         metrics: ReceiverMetrics,
         readiness: Readiness | None,
+        details: Callable[[], Mapping[str, object]] | None,
         dry_run: bool,
     ) -> None:
         self._verifier = verifier
         self._inbox = inbox
         self._metrics = metrics
         self._readiness = readiness
+        self._details = details
         self._dry_run = dry_run
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -255,7 +273,8 @@ class _Receiver:
         reason = await self._not_ready_reason()
         if reason is not None:
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        extra = {} if self._details is None else dict(self._details())
+        return JSONResponse({"status": "ready", **extra})
 
     async def _not_ready_reason(self) -> str | None:
         try:

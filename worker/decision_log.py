@@ -1,0 +1,90 @@
+"""The decision log as people read it: what matched, what was done and why.
+
+The records live on the deliveries (worker.store); the log is the bounded list of recent
+delivery ids, overall and per conversation. `ticket-worker decisions` and `GET /decisions`
+both show `describe_delivery` of each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio
+
+from worker.store import (
+    DECISION_LOG_CONV_PREFIX,
+    DECISION_LOG_KEY,
+    DeliveryRecord,
+    delivery_key,
+    parse_record,
+)
+
+
+def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
+    """A decision record: the event, every rule's outcome, each action and its outcome."""
+    decision = record.decision
+    result: dict[str, Any] = {
+        "delivery_id": record.delivery_id,
+        "conversation": record.conversation,
+        "received_at": record.received_at,
+        "dry_run": record.dry_run,
+        "decided": decision is not None,
+    }
+    if decision is None:
+        return result
+    result.update(
+        event=decision.event,
+        ruleset_version=decision.ruleset_version,
+        matched=list(decision.matched_rules),
+        rules=[{"rule": o.rule, "status": o.status, "reason": o.reason} for o in decision.outcomes],
+        actions=[
+            {
+                "rule": a.rule,
+                "action": a.kind,
+                "params": dict(a.params),
+                "skip_reason": a.skip_reason,
+                "outcome": dict(record.done.get(a.key, {"result": "pending"})),
+            }
+            for a in decision.actions
+        ],
+    )
+    return result
+
+
+async def recent_decisions(
+    client: redis.asyncio.Redis, *, conversation: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The newest `limit` decision records (of one conversation, when given)."""
+    key = DECISION_LOG_CONV_PREFIX + conversation if conversation else DECISION_LOG_KEY
+    ids = [
+        i.decode() if isinstance(i, bytes) else i for i in await client.lrange(key, 0, limit - 1)
+    ]
+    if not ids:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for delivery_id in ids:
+        pipe.hgetall(delivery_key(delivery_id))
+    hashes = await pipe.execute()
+    return [
+        describe_delivery(parse_record(delivery_id, fields))
+        for delivery_id, fields in zip(ids, hashes, strict=True)
+        if fields
+    ]
+
+
+def render_delivery(described: dict[str, Any]) -> str:
+    """A decision record in a few lines: the rules that matched and each action's outcome."""
+    lines = [
+        f"decided {described['event']} (conversation {described['conversation']}, "
+        f"ruleset {described['ruleset_version']}{', dry-run' if described['dry_run'] else ''})",
+        "matched: " + (", ".join(described["matched"]) or "no rule"),
+    ]
+    for action in described["actions"]:
+        outcome = dict(action["outcome"])
+        result = outcome.pop("result", "pending")
+        extra = ", ".join(f"{k}={v}" for k, v in outcome.items())
+        detail = f" ({extra})" if extra else ""
+        lines.append(f"  {action['action']:<24} {result}{detail}  <- {action['rule']}")
+    if not described["actions"]:
+        lines.append("actions: none (see `ticket-worker explain` for why each rule did not match)")
+    return "\n".join(lines)
