@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from worker.engine import Ruleset, evaluate, load_ruleset_from_texts
-from worker.engine.model import ConversationState, Decision, Event
+from worker.engine import Rule, Ruleset, evaluate, load_ruleset_from_texts
+from worker.engine.checks import Context
+from worker.engine.model import ConversationState, Decision, Event, PlannedAction, RuleOutcome
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EXAMPLE_RULES = Path(__file__).resolve().parents[2] / "rules"
@@ -74,3 +76,97 @@ def statuses(decision: Decision) -> dict[str, str]:
 def planned(decision: Decision) -> list[tuple[str, str | None]]:
     """(kind, skip_reason) of each planned action, in order."""
     return [(a.kind, a.skip_reason) for a in decision.actions]
+
+
+def reference_decision(
+    rules: Ruleset, event: Event, state: ConversationState, *, now: datetime
+) -> Decision:
+    """The decision as the engine made it before it was compiled, built eagerly.
+
+    Every listening rule's explaining check, in order; every action planned one at a time
+    against a projected state. `evaluate` must give an equal decision.
+    """
+    now = _aware(now)
+    moment = now if event.timestamp is None else _aware(event.timestamp)
+    context = Context(event.payload, state.ticket_open, moment)
+    cooldowns = {n: _aware(u) for n, u in state.cooldowns.items() if _aware(u) > now}
+    projected = _Projected(state.ticket_open, state.helpwave_ticket_id, state.helpwave_ticket_open)
+    modes = {f.name: f.mode for f in rules.rule_files}
+    outcomes: list[RuleOutcome] = []
+    actions: list[PlannedAction] = []
+    stopped_by: str | None = None
+    first_matched: dict[str, str] = {}
+
+    def outcome(rule: Rule, status: Any, reason: str, failure: Any = None) -> None:
+        outcomes.append(RuleOutcome(rule.name, status, reason, failure, rule.file, rule.line))
+
+    for rule in rules.rules:
+        first_match = modes.get(rule.file) == "first_match"
+        if not rule.enabled:
+            outcome(rule, "disabled", "enabled: false")
+        elif not rule.listens_to(event.name):
+            names = "every event" if rule.events == "*" else ", ".join(sorted(rule.events))
+            outcome(rule, "not_for_event", f"listens for {names}")
+        elif stopped_by is not None:
+            outcome(rule, "stopped", f"rule '{stopped_by}' matched earlier and has stop: true")
+        elif first_match and rule.file in first_matched:
+            reason = f"first_match: rule '{first_matched[rule.file]}' of this file matched first"
+            outcome(rule, "after_first_match", reason)
+        elif (failure := rule.condition.check(context)) is not None:
+            outcome(rule, "not_matched", failure.describe(), failure)
+        elif rule.name in cooldowns:
+            until = cooldowns[rule.name].isoformat()
+            outcome(rule, "cooling_down", f"matched, but its cooldown runs until {until}")
+        else:
+            outcome(rule, "matched", "every condition held")
+            for index, spec in enumerate(rule.actions):
+                params = spec.render(event.payload)
+                skip = _skip(spec.kind, params, projected, event.conversation_id)
+                actions.append(PlannedAction(rule.name, index, spec.kind, params, skip))
+            if rule.cooldown is not None:
+                cooldowns[rule.name] = now + rule.cooldown
+            if rule.stop:
+                stopped_by = rule.name
+            if first_match:
+                first_matched[rule.file] = rule.name
+    after = ConversationState(projected.open, projected.hw_id, projected.hw_open, cooldowns)
+    return Decision(
+        rules.version, event.name, event.conversation_id, tuple(outcomes), tuple(actions), after
+    )
+
+
+@dataclass
+class _Projected:
+    open: bool
+    hw_id: str | None
+    hw_open: bool
+
+
+def _skip(
+    kind: str, params: dict[str, Any], projected: _Projected, conversation: str | None
+) -> str | None:
+    if conversation is None:
+        return "event has no conversation"
+    if kind == "open_ticket":
+        if projected.open:
+            return "ticket already open"
+        projected.open = True
+    elif kind == "close_ticket":
+        if not projected.open:
+            return "ticket already closed"
+        projected.open = False
+    elif kind == "helpwave.create_ticket":
+        if projected.hw_open:
+            return "HelpWave ticket already open for this conversation"
+        projected.hw_open, projected.hw_id = True, None
+    elif kind == "helpwave.add_comment":
+        if projected.hw_id is None and not projected.hw_open:
+            return "no HelpWave ticket for this conversation"
+        text = params.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return "comment text is empty"
+    return None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -9,6 +9,7 @@ import pytest
 
 from tests.engine.support import NOW, ruleset
 from worker.engine.checks import Context
+from worker.engine.fastpath import compile_predicate
 from worker.engine.model import ConditionFailure
 
 
@@ -20,12 +21,20 @@ def check(
     moment: datetime = NOW,
     timezone: str = "UTC",
 ) -> ConditionFailure | None:
-    """Compile `when` (a YAML flow mapping) and check it against an event with `data`."""
+    """Compile `when` (a YAML flow mapping) and check it against an event with `data`.
+
+    Also asserts that the fast predicate compiled from `when` agrees.
+    """
     rules = ruleset(
         f"version: 1\ntimezone: {timezone}\nrules:\n  - name: r\n    on: '*'\n    when: {when}\n"
     )
     payload = {"event": "message.received", "data": data}
-    return rules.rules[0].condition.check(Context(payload, ticket_open, moment))
+    condition = rules.rules[0].condition
+    failure = condition.check(Context(payload, ticket_open, moment))
+    # The compiled bool-only predicate must agree with the explaining check, every time.
+    fast = compile_predicate(condition.shape, condition.check)
+    assert fast(payload, ticket_open, moment) is (failure is None), (when, data)
+    return failure
 
 
 def holds(when: str, data: Any, **kwargs: Any) -> bool:

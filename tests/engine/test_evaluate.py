@@ -15,6 +15,7 @@ from tests.engine.support import (
     decide,
     make_event,
     planned,
+    reference_decision,
     ruleset,
     statuses,
     webhook,
@@ -497,3 +498,8 @@ def test_evaluate_never_raises_on_any_json_event(
     for rules in RULESETS:
         decision = evaluate(rules, event, state, now=now)
         assert len(decision.outcomes) == len(rules.rules)
+        # The compiled path decides exactly what the explaining checks, run eagerly, decide.
+        assert decision == reference_decision(rules, event, state, now=now)
+        assert decision.matched_rules == tuple(
+            o.rule for o in decision.outcomes if o.status == "matched"
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from worker.engine.model import ConditionFailure
 from worker.engine.operators import Test
@@ -36,26 +36,79 @@ class Condition:
     """A compiled condition: `check(context)` is None when it holds, else the first failure.
 
     `text` describes the whole condition; `path`/`expected` are set for a single field test.
+    `shape` is its structure, from which `fastpath` compiles a bool-only matcher (None: opaque,
+    the matcher calls `check`).
     """
 
     check: Check
     text: str
     path: str | None = None
     expected: str | None = None
+    shape: Shape | None = None
 
 
-Leaf = tuple[Test, str, bool]  # test, expected text, sees a missing field
+class Leaf(NamedTuple):
+    """One operator of a field test: its test, expected text, and the operator as written."""
+
+    test: Test
+    expected: str
+    sees_missing: bool  # only `exists` sees a missing field
+    op: str
+    arg: Any
+
+
+@dataclass(frozen=True, slots=True)
+class FieldShape:
+    path: str
+    segments: tuple[str, ...]
+    leaves: tuple[Leaf, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AllShape:
+    children: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyShape:
+    children: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NotShape:
+    inner: Condition
+
+
+@dataclass(frozen=True, slots=True)
+class TicketShape:
+    want_open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TimeShape:
+    window: TimeWindow
+    zone: tzinfo
+
+
+@dataclass(frozen=True, slots=True)
+class AlwaysShape:
+    pass
+
+
+Shape = FieldShape | AllShape | AnyShape | NotShape | TicketShape | TimeShape | AlwaysShape
 
 
 def field_test(path: str, segments: tuple[str, ...], tests: list[Leaf]) -> Condition:
-    expected_all = " and ".join(expected for _, expected, _ in tests)
+    expected_all = " and ".join(leaf.expected for leaf in tests)
     text = f"{path} {expected_all}"
-    if len(tests) == 1 and not tests[0][2]:
-        return Condition(_single(path, segments, *tests[0][:2]), text, path, expected_all)
+    shape = FieldShape(path, segments, tuple(tests))
+    if len(tests) == 1 and not tests[0].sees_missing:
+        check_one = _single(path, segments, tests[0].test, tests[0].expected)
+        return Condition(check_one, text, path, expected_all, shape)
 
     def check(context: Context) -> ConditionFailure | None:
         value = resolve(context.payload, segments)
-        for test, expected, sees_missing in tests:
+        for test, expected, sees_missing, _, _ in tests:
             if value is MISSING and not sees_missing:
                 return ConditionFailure(path, expected, None, missing=True)
             if not test(value):
@@ -64,7 +117,7 @@ def field_test(path: str, segments: tuple[str, ...], tests: list[Leaf]) -> Condi
                 return ConditionFailure(path, expected, summarise(value))
         return None
 
-    return Condition(check, text, path, expected_all)
+    return Condition(check, text, path, expected_all, shape)
 
 
 def _single(path: str, segments: tuple[str, ...], test: Test, expected: str) -> Check:
@@ -108,7 +161,8 @@ def all_of(children: list[Condition]) -> Condition:
                 return failure
         return None
 
-    return Condition(check, " and ".join(f"({c.text})" for c in children))
+    shape = AllShape(tuple(children))
+    return Condition(check, " and ".join(f"({c.text})" for c in children), shape=shape)
 
 
 def any_of(children: list[Condition]) -> Condition:
@@ -125,7 +179,8 @@ def any_of(children: list[Condition]) -> Condition:
             failures.append(failure)
         return _none_held(failures)
 
-    return Condition(check, "any of: " + "; ".join(c.text for c in children))
+    shape = AnyShape(tuple(children))
+    return Condition(check, "any of: " + "; ".join(c.text for c in children), shape=shape)
 
 
 def _none_held(failures: list[ConditionFailure]) -> ConditionFailure:
@@ -160,7 +215,7 @@ def negation(inner: Condition) -> Condition:
         seen = summarise(resolve(context.payload, segments))
         return ConditionFailure(path, f"not {expected}", seen)
 
-    return Condition(check, f"not ({inner.text})")
+    return Condition(check, f"not ({inner.text})", shape=NotShape(inner))
 
 
 def ticket_state(*, want_open: bool) -> Condition:
@@ -171,7 +226,8 @@ def ticket_state(*, want_open: bool) -> Condition:
             return None
         return ConditionFailure("ticket", expected, "open" if context.ticket_open else "closed")
 
-    return Condition(check, f"ticket {expected}", "ticket", expected)
+    shape = TicketShape(want_open)
+    return Condition(check, f"ticket {expected}", "ticket", expected, shape)
 
 
 def time_window(window: TimeWindow, zone: tzinfo, zone_name: str) -> Condition:
@@ -186,4 +242,5 @@ def time_window(window: TimeWindow, zone: tzinfo, zone_name: str) -> Condition:
             return None
         return ConditionFailure("time", expected, local.strftime("%a %H:%M").lower())
 
-    return Condition(check, f"time {expected}", "time", expected)
+    shape = TimeShape(window, zone)
+    return Condition(check, f"time {expected}", "time", expected, shape)

@@ -15,6 +15,7 @@ from typing import Any, Final
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from worker.engine.checks import (
+    AlwaysShape,
     Condition,
     Leaf,
     all_of,
@@ -29,7 +30,7 @@ from worker.engine.paths import split_path
 from worker.engine.source import Position, Source, did_you_mean, found, position, to_plain
 from worker.engine.timing import parse_time_window
 
-ALWAYS: Final = Condition(lambda context: None, "always")
+ALWAYS: Final = Condition(lambda context: None, "always", shape=AlwaysShape())
 
 LOGIC_KEYS: Final = ("all", "any", "not", "ticket", "time")
 _ENVELOPE_ROOTS: Final = frozenset({"event", "timestamp", "data"})
@@ -133,7 +134,7 @@ class ConditionCompiler:
             tests = self._operators(value, position(node, (key,)))
         else:
             arg = to_plain(value)
-            tests = [(build_equals(arg), f"equals {show(arg)}", False)]
+            tests = [Leaf(build_equals(arg), f"equals {show(arg)}", False, "equals", arg)]
         return None if tests is None else field_test(path, segments, tests)
 
     def _operators(self, ops: CommentedMap, where: Position) -> list[Leaf] | None:
@@ -163,5 +164,5 @@ class ConditionCompiler:
                 self.source.at(ops, (op,), message)
                 ok = False
                 continue
-            tests.append((test, f"{op} {show(arg)}", op == "exists"))
+            tests.append(Leaf(test, f"{op} {show(arg)}", op == "exists", op, arg))
         return tests if ok else None

@@ -3,33 +3,46 @@
 Every rule gets an outcome, in ruleset order. Conditions (`ticket:` included) see the state
 as it was when the event arrived; planned actions track a projected state through the
 decision, so an action that would change nothing is recorded with its `skip_reason`.
+
+Two paths decide the same thing: the ruleset's compiled deciders (`fastpath`) find the rules
+that act and plan their actions for every event; `explain` runs the explaining checks to say
+why each rule did or did not act, only when a decision's `outcomes` are read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 
 from worker.engine.checks import Context
+from worker.engine.fastpath import (
+    EMPTY_COMMENT,
+    HELPWAVE_ALREADY_OPEN,
+    NO_CONVERSATION,
+    NO_HELPWAVE_TICKET,
+    TICKET_ALREADY_CLOSED,
+    TICKET_ALREADY_OPEN,
+)
 from worker.engine.model import (
-    CLOSE_TICKET,
-    HELPWAVE_ADD_COMMENT,
-    HELPWAVE_CREATE_TICKET,
-    OPEN_TICKET,
     ConversationState,
     Decision,
     Event,
-    PlannedAction,
     RuleOutcome,
+    conversation_state,
 )
-from worker.engine.ruleset import ActionSpec, Ruleset
+from worker.engine.ruleset import Ruleset
 
-NO_CONVERSATION = "event has no conversation"
-TICKET_ALREADY_OPEN = "ticket already open"
-TICKET_ALREADY_CLOSED = "ticket already closed"
-HELPWAVE_ALREADY_OPEN = "HelpWave ticket already open for this conversation"
-NO_HELPWAVE_TICKET = "no HelpWave ticket for this conversation"
-EMPTY_COMMENT = "comment text is empty"
+__all__ = [
+    "EMPTY_COMMENT",
+    "HELPWAVE_ALREADY_OPEN",
+    "NO_CONVERSATION",
+    "NO_HELPWAVE_TICKET",
+    "TICKET_ALREADY_CLOSED",
+    "TICKET_ALREADY_OPEN",
+    "evaluate",
+    "explain",
+]
 
 
 def evaluate(
@@ -38,20 +51,67 @@ def evaluate(
     """Decide `event` under `ruleset`, given the conversation's `state`, at `now`.
 
     Naive datetimes are taken as UTC. `time:` conditions use `event.timestamp`, or `now`.
+    The decision's `outcomes` are worked out by `explain`, from the same inputs, when first
+    read; `matched_rules`, `actions` and `state_after` are computed here.
+    """
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    plan = ruleset.plan
+    payload = event.payload
+    moment = event.timestamp
+    if moment is None:
+        moment = now
+    elif moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    cooldowns = _running(state.cooldowns, now) if state.cooldowns else {}
+    ticket_open = state.ticket_open
+    decide = plan.deciders.get(event.name, plan.other_decider)
+    matched, actions, ticket_open, helpwave_id, helpwave_open, started = decide(
+        payload,
+        ticket_open,
+        moment,
+        cooldowns,
+        event.conversation_id is None,
+        ticket_open,
+        state.helpwave_ticket_id,
+        state.helpwave_ticket_open,
+    )
+    if started:
+        cooldowns = dict(cooldowns)
+        for rule, cooldown in started:
+            cooldowns[rule] = now + cooldown
+    return Decision.explained_later(
+        ruleset.version,
+        event.name,
+        event.conversation_id,
+        partial(explain, ruleset, event, state, now),
+        tuple(actions),
+        conversation_state(ticket_open, helpwave_id, helpwave_open, cooldowns),
+        tuple(matched),
+    )
+
+
+def _running(cooldowns: Mapping[str, datetime], now: datetime) -> dict[str, datetime]:
+    """The cooldowns still running at `now`, as aware datetimes."""
+    return {name: _aware(until) for name, until in cooldowns.items() if _aware(until) > now}
+
+
+def explain(
+    ruleset: Ruleset, event: Event, state: ConversationState, now: datetime
+) -> tuple[RuleOutcome, ...]:
+    """The outcome of every rule of `ruleset` for `event`, as `evaluate` decided it.
+
+    Runs the explaining checks: for a rule that does not match, its first failing
+    condition and the value it saw.
     """
     now = _aware(now)
     plan = ruleset.plan
     static, candidates = plan.for_event(event.name)
     rules = ruleset.rules
-    payload = event.payload
     moment = now if event.timestamp is None else _aware(event.timestamp)
-    context = Context(payload, state.ticket_open, moment)
-    cooldowns = {
-        name: _aware(until) for name, until in state.cooldowns.items() if _aware(until) > now
-    }
-    projected = _Projection(state)
+    context = Context(event.payload, state.ticket_open, moment)
+    cooldowns = _running(state.cooldowns, now)
     outcomes = list(static)
-    actions: list[PlannedAction] = []
     stopped_by: str | None = None
     first_matched: dict[str, str] = {}
 
@@ -85,75 +145,11 @@ def evaluate(
                 rule.name, "cooling_down", reason, file=rule.file, line=rule.line
             )
             continue
-        for index, spec in enumerate(rule.actions):
-            actions.append(projected.plan(rule.name, index, spec, payload, event.conversation_id))
-        if rule.cooldown is not None:
-            cooldowns[rule.name] = now + rule.cooldown
         if rule.stop:
             stopped_by = rule.name
         if plan.first_match[i]:
             first_matched[rule.file] = rule.name
-
-    return Decision(
-        ruleset_version=ruleset.version,
-        event=event.name,
-        conversation_id=event.conversation_id,
-        outcomes=tuple(outcomes),
-        actions=tuple(actions),
-        state_after=projected.state(cooldowns),
-    )
-
-
-class _Projection:
-    """The conversation's state as the actions planned so far will leave it."""
-
-    def __init__(self, state: ConversationState) -> None:
-        self.ticket_open = state.ticket_open
-        self.helpwave_ticket_id = state.helpwave_ticket_id
-        self.helpwave_ticket_open = state.helpwave_ticket_open
-
-    def plan(
-        self,
-        rule: str,
-        index: int,
-        spec: ActionSpec,
-        payload: Mapping[str, object],
-        conversation_id: str | None,
-    ) -> PlannedAction:
-        params = spec.render(payload)
-        skip = NO_CONVERSATION if conversation_id is None else self._apply(spec.kind, params)
-        return PlannedAction(rule, index, spec.kind, params, skip)
-
-    def _apply(self, kind: str, params: Mapping[str, object]) -> str | None:
-        """Apply an action to the projection; the reason to skip it when it changes nothing."""
-        if kind == OPEN_TICKET:
-            if self.ticket_open:
-                return TICKET_ALREADY_OPEN
-            self.ticket_open = True
-        elif kind == CLOSE_TICKET:
-            if not self.ticket_open:
-                return TICKET_ALREADY_CLOSED
-            self.ticket_open = False
-        elif kind == HELPWAVE_CREATE_TICKET:
-            if self.helpwave_ticket_open:
-                return HELPWAVE_ALREADY_OPEN
-            self.helpwave_ticket_open = True
-            self.helpwave_ticket_id = None
-        elif kind == HELPWAVE_ADD_COMMENT:
-            if self.helpwave_ticket_id is None and not self.helpwave_ticket_open:
-                return NO_HELPWAVE_TICKET
-            text = params.get("text")
-            if not isinstance(text, str) or not text.strip():
-                return EMPTY_COMMENT
-        return None
-
-    def state(self, cooldowns: dict[str, datetime]) -> ConversationState:
-        return ConversationState(
-            ticket_open=self.ticket_open,
-            helpwave_ticket_id=self.helpwave_ticket_id,
-            helpwave_ticket_open=self.helpwave_ticket_open,
-            cooldowns=cooldowns,
-        )
+    return tuple(outcomes)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -6,8 +6,8 @@ Everything here is immutable and JSON-serialisable through `to_json` / `from_jso
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import FrozenInstanceError, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -42,7 +42,7 @@ class Event:
     conversation_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ConversationState:
     """What the worker knows of one conversation before an event is decided."""
 
@@ -50,6 +50,21 @@ class ConversationState:
     helpwave_ticket_id: str | None = None
     helpwave_ticket_open: bool = False
     cooldowns: Mapping[str, datetime] = field(default_factory=dict)  # rule name -> until (UTC)
+
+    def __init__(
+        self,
+        ticket_open: bool = False,
+        helpwave_ticket_id: str | None = None,
+        helpwave_ticket_open: bool = False,
+        cooldowns: Mapping[str, datetime] | None = None,
+    ) -> None:
+        # The dataclass __init__, without one object.__setattr__ per field: one is made
+        # for every event decided.
+        fields = self.__dict__
+        fields["ticket_open"] = ticket_open
+        fields["helpwave_ticket_id"] = helpwave_ticket_id
+        fields["helpwave_ticket_open"] = helpwave_ticket_open
+        fields["cooldowns"] = {} if cooldowns is None else cooldowns
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +128,9 @@ class RuleOutcome:
     line: int = 0
 
 
+_new: Final = object.__new__
+
+
 @dataclass(frozen=True)
 class PlannedAction:
     """One action a matched rule asks for, placeholders filled.
@@ -133,20 +151,124 @@ class PlannedAction:
         return f"{self.rule}#{self.index}"
 
 
-@dataclass(frozen=True)
 class Decision:
-    """What to do for one event and why, for every rule of the ruleset."""
+    """What to do for one event and why, for every rule of the ruleset.
+
+    Immutable. Built like a dataclass: `Decision(ruleset_version, event, conversation_id,
+    outcomes, actions, state_after)`. `evaluate` builds it with `explained_later` instead:
+    the outcome of every rule is then worked out (by re-running the pure, explaining checks)
+    the first time `outcomes` or `to_json()` is read, while `actions`, `state_after` and
+    `matched_rules` are there from the start.
+    """
 
     ruleset_version: str
     event: str
     conversation_id: str | None
-    outcomes: tuple[RuleOutcome, ...]
     actions: tuple[PlannedAction, ...]
     state_after: ConversationState
+    _outcomes: tuple[RuleOutcome, ...] | None
+    _explain: Callable[[], tuple[RuleOutcome, ...]] | None
+    _matched: tuple[str, ...] | None
+
+    def __init__(
+        self,
+        ruleset_version: str,
+        event: str,
+        conversation_id: str | None,
+        outcomes: tuple[RuleOutcome, ...],
+        actions: tuple[PlannedAction, ...],
+        state_after: ConversationState,
+    ) -> None:
+        _set = object.__setattr__
+        _set(self, "ruleset_version", ruleset_version)
+        _set(self, "event", event)
+        _set(self, "conversation_id", conversation_id)
+        _set(self, "actions", actions)
+        _set(self, "state_after", state_after)
+        _set(self, "_outcomes", tuple(outcomes))
+        _set(self, "_explain", None)
+        _set(self, "_matched", None)
+
+    @classmethod
+    def explained_later(
+        cls,
+        ruleset_version: str,
+        event: str,
+        conversation_id: str | None,
+        explain: Callable[[], tuple[RuleOutcome, ...]],
+        actions: tuple[PlannedAction, ...],
+        state_after: ConversationState,
+        matched_rules: tuple[str, ...],
+    ) -> Decision:
+        """A decision whose outcomes `explain()` returns when first read.
+
+        `explain` must be pure, and agree with `matched_rules` (the rules whose outcome is
+        "matched", in order).
+        """
+        decision = _new(cls)
+        fields = decision.__dict__  # what __init__ sets, without __setattr__ (refused)
+        fields["ruleset_version"] = ruleset_version
+        fields["event"] = event
+        fields["conversation_id"] = conversation_id
+        fields["actions"] = actions
+        fields["state_after"] = state_after
+        fields["_outcomes"] = None
+        fields["_explain"] = explain
+        fields["_matched"] = matched_rules
+        return decision
+
+    @property
+    def outcomes(self) -> tuple[RuleOutcome, ...]:
+        """Why each rule of the ruleset did or did not act, in ruleset order."""
+        outcomes = self._outcomes
+        if outcomes is None:
+            assert self._explain is not None
+            outcomes = self._explain()
+            object.__setattr__(self, "_outcomes", outcomes)
+            object.__setattr__(self, "_explain", None)
+        return outcomes
 
     @property
     def matched_rules(self) -> tuple[str, ...]:
-        return tuple(o.rule for o in self.outcomes if o.status == "matched")
+        """The names of the rules that matched (and act), in order."""
+        matched = self._matched
+        if matched is None:
+            matched = tuple(o.rule for o in self.outcomes if o.status == "matched")
+            object.__setattr__(self, "_matched", matched)
+        return matched
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.ruleset_version,
+            self.event,
+            self.conversation_id,
+            self.outcomes,
+            self.actions,
+            self.state_after,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Decision)
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        names = ("ruleset_version", "event", "conversation_id", "outcomes", "actions")
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=False))
+        return f"Decision({shown}, state_after={self.state_after!r})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Decision, self._fields())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -220,3 +342,34 @@ class Decision:
             ),
             state_after=ConversationState.from_json(data["state_after"]),
         )
+
+
+def planned_action(
+    rule: str, index: int, kind: str, params: Mapping[str, Any], skip_reason: str | None
+) -> PlannedAction:
+    """`PlannedAction(rule, index, kind, params, skip_reason)`, without the frozen-dataclass
+    cost of setting each field through `object.__setattr__` (evaluate makes many)."""
+    action = _new(PlannedAction)
+    fields = action.__dict__
+    fields["rule"] = rule
+    fields["index"] = index
+    fields["kind"] = kind
+    fields["params"] = params
+    fields["skip_reason"] = skip_reason
+    return action
+
+
+def conversation_state(
+    ticket_open: bool,
+    helpwave_ticket_id: str | None,
+    helpwave_ticket_open: bool,
+    cooldowns: Mapping[str, datetime],
+) -> ConversationState:
+    """`ConversationState(...)` with every field given, built as `planned_action` is."""
+    state = _new(ConversationState)
+    fields = state.__dict__
+    fields["ticket_open"] = ticket_open
+    fields["helpwave_ticket_id"] = helpwave_ticket_id
+    fields["helpwave_ticket_open"] = helpwave_ticket_open
+    fields["cooldowns"] = cooldowns
+    return state

@@ -35,7 +35,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _text(value: Any) -> str | None:
+def text_of(value: Any) -> str | None:
     """The text a text operator looks at: strings, and numbers as written."""
     if isinstance(value, str):
         return value
@@ -44,7 +44,8 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _number(value: Any) -> float | int | None:
+def number_of(value: Any) -> float | int | None:
+    """The number a comparison looks at: numbers (not booleans), and text that parses."""
     if _is_number(value):
         return value  # type: ignore[no-any-return]
     if isinstance(value, str):
@@ -55,8 +56,9 @@ def _number(value: Any) -> float | int | None:
     return None
 
 
-def _needle(op: str, arg: Any) -> str:
-    text = _text(arg)
+def needle(op: str, arg: Any) -> str:
+    """The casefolded text a text operator looks for (raises OperatorArgError if none)."""
+    text = text_of(arg)
     if text is None:
         raise OperatorArgError(f"'{op}' takes a text")
     return text.casefold()
@@ -68,14 +70,14 @@ def build_equals(arg: Any) -> Test:
         want = arg.casefold()
 
         def equals_text(value: Any) -> bool:
-            text = _text(value)
+            text = text_of(value)
             return text is not None and text.casefold() == want
 
         return equals_text
     if isinstance(arg, bool):
         return lambda value: isinstance(value, bool) and value == arg
     if _is_number(arg):
-        return lambda value: not isinstance(value, bool) and _number(value) == arg
+        return lambda value: not isinstance(value, bool) and number_of(value) == arg
     if arg is None:
         return lambda value: value is None
 
@@ -95,7 +97,7 @@ def _build_in(arg: Any) -> Test:
         wanted = frozenset(item.casefold() for item in arg)
 
         def in_texts(value: Any) -> bool:
-            text = _text(value)
+            text = text_of(value)
             return text is not None and text.casefold() in wanted
 
         return in_texts
@@ -116,64 +118,69 @@ def _build_not_equals(arg: Any) -> Test:
 
 
 def _build_contains(arg: Any) -> Test:
-    needle = _needle("contains", arg)
+    wanted = needle("contains", arg)
     element = build_equals(arg)
 
     def contains(value: Any) -> bool:
         if isinstance(value, list):
             return any(element(item) for item in value)
-        text = _text(value)
-        return text is not None and needle in text.casefold()
+        text = text_of(value)
+        return text is not None and wanted in text.casefold()
 
     return contains
 
 
 def _build_not_contains(arg: Any) -> Test:
-    _needle("not_contains", arg)
+    needle("not_contains", arg)
     test = _build_contains(arg)
     return lambda value: not test(value)
 
 
 def _build_contains_any(arg: Any) -> Test:
-    if not isinstance(arg, list) or not arg or any(_text(item) is None for item in arg):
+    if not isinstance(arg, list) or not arg or any(text_of(item) is None for item in arg):
         raise OperatorArgError("'contains_any' takes a non-empty list of texts")
     tests = [_build_contains(item) for item in arg]
     return lambda value: any(test(value) for test in tests)
 
 
 def _build_starts_with(arg: Any) -> Test:
-    prefix = _needle("starts_with", arg)
+    prefix = needle("starts_with", arg)
 
     def starts_with(value: Any) -> bool:
-        text = _text(value)
+        text = text_of(value)
         return text is not None and text.casefold().startswith(prefix)
 
     return starts_with
 
 
 def _build_ends_with(arg: Any) -> Test:
-    suffix = _needle("ends_with", arg)
+    suffix = needle("ends_with", arg)
 
     def ends_with(value: Any) -> bool:
-        text = _text(value)
+        text = text_of(value)
         return text is not None and text.casefold().endswith(suffix)
 
     return ends_with
 
 
-def _build_matches(arg: Any) -> Test:
+def compile_pattern(arg: Any) -> Any:
+    """The RE2 pattern of a `matches` argument (raises OperatorArgError when it is not one)."""
     if not isinstance(arg, str):
         raise OperatorArgError("'matches' takes a regular expression (RE2 syntax) as text")
     try:
-        pattern = re2.compile(arg, _RE2_OPTIONS)
+        return re2.compile(arg, _RE2_OPTIONS)
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
         raise OperatorArgError(
             f"bad regular expression {arg!r}: {reason} (expected RE2 syntax)", complete=True
         ) from exc
 
+
+def _build_matches(arg: Any) -> Test:
+    pattern = compile_pattern(arg)
+
     def matches(value: Any) -> bool:
-        text = _text(value)
+        text = text_of(value)
         if text is None:
             return False
         try:
@@ -191,7 +198,7 @@ def _comparison(op: str, compare: Callable[[Any, Any], bool]) -> Callable[[Any],
             raise OperatorArgError(f"'{op}' takes a number")
 
         def test(value: Any) -> bool:
-            number = _number(value)
+            number = number_of(value)
             return number is not None and compare(number, arg)
 
         return test

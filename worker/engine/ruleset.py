@@ -9,7 +9,9 @@ from functools import cached_property
 from typing import Any, Literal
 
 from worker.engine.checks import Condition
+from worker.engine.fastpath import ActionStep, Decider, RuleEntry, compile_decider
 from worker.engine.model import AWALCHAT_ACTIONS, HELPWAVE_ACTIONS, RuleOutcome
+from worker.engine.templates import FixedParams
 
 Mode = Literal["first_match", "all"]
 WILDCARD: Literal["*"] = "*"
@@ -99,13 +101,28 @@ class Plan:
     """Per-ruleset lookups for evaluation, computed once.
 
     For an event name: the outcomes of the rules that cannot act on it (disabled, not for
-    the event) and the indexes of those that might, in order.
+    the event), the indexes of those that might, in order, and the compiled decider telling
+    which of them act and plans their actions (see `fastpath`).
     """
 
     def __init__(self, ruleset: Ruleset) -> None:
         rules = ruleset.rules
         modes = {f.name: f.mode for f in ruleset.rule_files}
         self.first_match = tuple(modes.get(r.file) == "first_match" for r in rules)
+        self.names = tuple(r.name for r in rules)
+        groups = {name: number for number, name in enumerate(modes)}
+        self.entries = tuple(
+            RuleEntry(
+                r.name,
+                r.condition.shape,
+                r.condition.check,
+                groups[r.file] if self.first_match[i] else None,
+                r.stop,
+                tuple(_step(index, spec) for index, spec in enumerate(r.actions)),
+                r.cooldown,
+            )
+            for i, r in enumerate(rules)
+        )
         self.matched = tuple(
             RuleOutcome(r.name, "matched", "every condition held", file=r.file, line=r.line)
             for r in rules
@@ -124,10 +141,21 @@ class Plan:
         self._other_events = self._for(None)
         names = {name for r in rules if r.events != WILDCARD for name in r.events}
         self._by_event = {name: self._for(name) for name in sorted(names)}
+        self.other_decider = self._decider(self._other_events[1])
+        self.deciders = {
+            name: self._decider(candidates) for name, (_, candidates) in self._by_event.items()
+        }
 
     def for_event(self, event: str) -> tuple[tuple[RuleOutcome, ...], tuple[int, ...]]:
         """(the outcome of every rule that cannot act on `event`, indexes of those that may)."""
         return self._by_event.get(event, self._other_events)
+
+    def decider(self, event: str) -> Decider:
+        """The compiled decider of the rules that may act on `event` (see `fastpath`)."""
+        return self.deciders.get(event, self.other_decider)
+
+    def _decider(self, candidates: tuple[int, ...]) -> Decider:
+        return compile_decider([self.entries[i] for i in candidates])
 
     def _for(self, event: str | None) -> tuple[tuple[RuleOutcome, ...], tuple[int, ...]]:
         outcomes = []
@@ -146,3 +174,9 @@ class Plan:
 
 def _names(rule: Rule) -> str:
     return "every event" if rule.events == WILDCARD else ", ".join(sorted(rule.events))
+
+
+def _step(index: int, spec: ActionSpec) -> ActionStep:
+    if isinstance(spec.render, FixedParams):
+        return ActionStep(index, spec.kind, spec.render.params)
+    return ActionStep(index, spec.kind, spec.params, spec.render)

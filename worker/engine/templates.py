@@ -44,21 +44,54 @@ def compile_value(value: Any) -> Renderer | None:
     return None
 
 
+class FixedParams:
+    """The renderer of parameters without placeholders: a copy of them for every call."""
+
+    __slots__ = ("params",)
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def __call__(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        return self.params.copy()
+
+
 def compile_params(params: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    """A function from the event payload to the action's parameters, placeholders filled."""
-    renderer = compile_value(dict(params))
-    if renderer is None:
-        fixed = dict(params)
-        return lambda payload: dict(fixed)
-    return renderer
+    """A function from the event payload to the action's parameters, placeholders filled.
+
+    Each call returns a new dict, keys in the order written.
+    """
+    fixed = dict(params)
+    dynamic = [(key, compile_value(value)) for key, value in fixed.items()]
+    filled = [(key, render) for key, render in dynamic if render is not None]
+    if not filled:
+        return FixedParams(fixed)
+
+    def render_params(payload: Mapping[str, Any]) -> dict[str, Any]:
+        out = fixed.copy()
+        for key, render in filled:
+            out[key] = render(payload)
+        return out
+
+    return render_params
 
 
-def _compile_text(text: str) -> Renderer | None:
+def text_pieces(text: str) -> tuple[list[str], list[tuple[str, ...]]] | None:
+    """`text` split into its literals and the paths between them; None without placeholders.
+
+    There is one more literal than paths: literal, path, literal, ..., literal.
+    """
     pieces = PLACEHOLDER.split(text)
     if len(pieces) == 1:
         return None
-    literals = pieces[0::2]
-    paths = [tuple(path.split(".")) for path in pieces[1::2]]
+    return pieces[0::2], [tuple(path.split(".")) for path in pieces[1::2]]
+
+
+def _compile_text(text: str) -> Renderer | None:
+    split = text_pieces(text)
+    if split is None:
+        return None
+    literals, paths = split
 
     def render(payload: Mapping[str, Any]) -> str:
         out = [literals[0]]

@@ -1,0 +1,442 @@
+"""Deciders: the listening rules of one event name compiled into one Python function.
+
+`evaluate` calls the decider of the event's name to learn which rules act and to plan their
+actions; explanations come from the compiled checks (`checks.py`), run again only when
+someone reads them (`evaluate.explain`). A decider is generated from the conditions' shapes
+as straight-line Python: each distinct path is resolved once per event (sharing prefixes),
+its text casefolded, parsed as a number or UTF-8 encoded once; then every rule's bool-only
+predicate runs in ruleset order, honouring `first_match`, `stop` and running cooldowns
+exactly as the explaining loop does, and a rule that acts plans its actions inline (the skip
+logic of each action kind written out, the projected ticket state held in locals).
+
+SAFETY: no text from a rule file ever appears in generated source. Every value a rule holds
+(operator arguments, path segments, rule names, compiled patterns, tests, windows) is passed
+in as a constant and referenced by an identifier this module makes up (`c17`); the source is
+made only of those identifiers, our own locals (`v3`, `f3`, `g0`), small integers we count,
+operators and keywords. A condition too deep to compile as one expression, or of a shape this
+module does not know, calls its explaining check instead. The namespace the code runs in
+holds nothing but the helpers below, so a rule value such as `__import__('os')` stays a value.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, Final
+
+from re2 import _re2
+
+from worker.engine.checks import (
+    AllShape,
+    AlwaysShape,
+    Check,
+    Context,
+    FieldShape,
+    Leaf,
+    NotShape,
+    Shape,
+    TicketShape,
+    TimeShape,
+)
+from worker.engine.model import (
+    CLOSE_TICKET,
+    HELPWAVE_ADD_COMMENT,
+    HELPWAVE_CREATE_TICKET,
+    OPEN_TICKET,
+    PlannedAction,
+)
+from worker.engine.operators import compile_pattern, needle, number_of, text_of
+from worker.engine.paths import MISSING, as_text, resolve
+from worker.engine.templates import compile_value, text_pieces
+from worker.engine.timing import TimeWindow
+
+# Called as decide(payload, ticket open when the event arrived, its moment, running
+# cooldowns, event has no conversation, projected ticket open, HelpWave id, HelpWave open);
+# returns (names of the rules that act, their planned actions, the projected ticket open,
+# HelpWave id and HelpWave open after them, ((rule, cooldown) started, ...)).
+Decided = tuple[
+    list[str], list[PlannedAction], bool, str | None, bool, tuple[tuple[str, timedelta], ...]
+]
+Decider = Callable[
+    [Mapping[str, Any], bool, datetime, Mapping[str, datetime], bool, bool, str | None, bool],
+    Decided,
+]
+
+NO_CONVERSATION: Final = "event has no conversation"
+TICKET_ALREADY_OPEN: Final = "ticket already open"
+TICKET_ALREADY_CLOSED: Final = "ticket already closed"
+HELPWAVE_ALREADY_OPEN: Final = "HelpWave ticket already open for this conversation"
+NO_HELPWAVE_TICKET: Final = "no HelpWave ticket for this conversation"
+EMPTY_COMMENT: Final = "comment text is empty"
+
+# Action kinds as a decider tells them apart (OTHER: no effect on the projected state).
+OPEN, CLOSE, CREATE, COMMENT, OTHER = range(5)
+ACTION_CODES: Final = {
+    OPEN_TICKET: OPEN,
+    CLOSE_TICKET: CLOSE,
+    HELPWAVE_CREATE_TICKET: CREATE,
+    HELPWAVE_ADD_COMMENT: COMMENT,
+}
+
+_MAX_DEPTH: Final = 40  # deeper conditions call their explaining check
+_NO_SPAN: Final = (-1, -1)
+_UNANCHORED: Final = _re2.RE2.Anchor.UNANCHORED
+
+
+@dataclass(frozen=True)
+class ActionStep:
+    """One action of a rule, ready to plan: `fixed` params (copied) unless it has `render`."""
+
+    index: int
+    kind: str
+    fixed: Mapping[str, Any]
+    render: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    """One listening rule as a decider sees it."""
+
+    name: str
+    shape: Shape | None
+    check: Check  # the explaining check, for opaque shapes
+    group: int | None = None  # its file's number when the file is in first_match mode
+    stop: bool = False
+    actions: tuple[ActionStep, ...] = ()
+    cooldown: timedelta | None = None
+
+
+def _folded(value: Any) -> str | None:
+    text = text_of(value)
+    return None if text is None else text.casefold()
+
+
+def _encoded(value: Any) -> bytes | None:
+    """The UTF-8 bytes RE2 searches for the text of `value` (as `matches` does)."""
+    text = text_of(value)
+    if text is None:
+        return None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
+def _in_window(window: TimeWindow, zone: tzinfo, moment: datetime) -> bool:
+    try:
+        local = moment.astimezone(zone)
+    except (OverflowError, ValueError):
+        return False
+    return window.contains(local)
+
+
+def _holds(check: Check, payload: Mapping[str, Any], ticket_open: bool, moment: datetime) -> bool:
+    return check(Context(payload, ticket_open, moment)) is None
+
+
+def _comment_skip(params: Mapping[str, Any]) -> str | None:
+    text = params.get("text")
+    if not isinstance(text, str) or not text.strip():
+        return EMPTY_COMMENT
+    return None
+
+
+def _raw_search(pattern: Any) -> Callable[..., Any] | None:
+    """RE2's own `Match` for `pattern`, when this re2 build exposes it and agrees with search."""
+    regexp = getattr(pattern, "_regexp", None)
+    match = getattr(regexp, "Match", None)
+    if match is None:
+        return None
+    try:
+        for probe in ("", "a", "\u00e9 b"):
+            data = probe.encode()
+            if (match(_UNANCHORED, data, 0, len(data))[0] != _NO_SPAN) != (
+                pattern.search(probe) is not None
+            ):
+                return None
+    except Exception:  # any surprise: use the pattern's public search
+        return None
+    return match  # type: ignore[no-any-return]
+
+
+_HELPERS: Final[dict[str, Any]] = {
+    "M": MISSING,
+    "R": resolve,
+    "F": _folded,
+    "N": number_of,
+    "E": _encoded,
+    "W": _in_window,
+    "H": _holds,
+    "U": _UNANCHORED,
+    "S": _NO_SPAN,
+    "CS": _comment_skip,
+    "T": as_text,
+    "NEW": object.__new__,
+    "PA": PlannedAction,
+    "X0": NO_CONVERSATION,
+    "X1": TICKET_ALREADY_OPEN,
+    "X2": TICKET_ALREADY_CLOSED,
+    "X3": HELPWAVE_ALREADY_OPEN,
+    "X4": NO_HELPWAVE_TICKET,
+}
+
+
+class _Source:
+    """Generated code under construction: constants, resolved paths and derived values."""
+
+    def __init__(self) -> None:
+        self.constants: list[Any] = []
+        self.prefetch: list[str] = []
+        self.paths: dict[tuple[str, ...], str] = {}
+        self.derived: dict[tuple[str, str], str] = {}
+        self.names = itertools.count()
+
+    def const(self, value: Any) -> str:
+        self.constants.append(value)
+        return f"c{len(self.constants) - 1}"
+
+    def path(self, segments: tuple[str, ...]) -> str:
+        """The local holding the value at `segments` (MISSING when absent), fetched once."""
+        known = self.paths.get(segments)
+        if known is not None:
+            return known
+        parent = "payload" if len(segments) == 1 else self.path(segments[:-1])
+        name = f"v{next(self.names)}"
+        key, rest = self.const(segments[-1]), self.const(segments[-1:])
+        self.prefetch.append(
+            f"{name} = {parent}.get({key}, M) if type({parent}) is dict else R({parent}, {rest})"
+        )
+        self.paths[segments] = name
+        return name
+
+    def derive(self, value: str, kind: str) -> str:
+        """`value` casefolded (f), as a number (n) or as UTF-8 bytes (b); computed once."""
+        known = self.derived.get((value, kind))
+        if known is not None:
+            return known
+        name = f"{kind}{value[1:]}"
+        if kind == "f":
+            line = f"{name} = {value}.casefold() if type({value}) is str else F({value})"
+        elif kind == "n":
+            line = f"{name} = N({value})"
+        else:
+            line = f"{name} = E({value})"
+        self.prefetch.append(line)
+        if kind == "b":  # and its length, for RE2's Match
+            self.prefetch.append(f"l{value[1:]} = 0 if {name} is None else len({name})")
+        self.derived[(value, kind)] = name
+        return name
+
+
+def _leaf(src: _Source, value: str, leaf: Leaf) -> str:
+    """A bool expression for one operator on the value held in local `value` (not MISSING)."""
+    special = _special(src, value, leaf)
+    return f"({src.const(leaf.test)}({value}))" if special is None else f"({special})"
+
+
+def _special(src: _Source, value: str, leaf: Leaf) -> str | None:
+    """Inline code for a common operator, or None to call the leaf's own test."""
+    op, arg = leaf.op, leaf.arg
+    negated = op in ("not_equals", "not_in", "not_contains")
+    base = {"not_equals": "equals", "not_in": "in", "not_contains": "contains"}.get(op, op)
+    expr: str | None = None
+    if base == "equals":
+        if isinstance(arg, bool):
+            expr = f"{value} is {'True' if arg else 'False'}"
+        elif arg is None:
+            expr = f"{value} is None"
+        elif isinstance(arg, str):
+            expr = f"{src.derive(value, 'f')} == {src.const(arg.casefold())}"
+        elif isinstance(arg, int | float):
+            expr = f"{src.derive(value, 'n')} == {src.const(arg)}"
+    elif base == "in" and isinstance(arg, list) and all(isinstance(a, str) for a in arg):
+        wanted = src.const(frozenset(a.casefold() for a in arg))
+        expr = f"{src.derive(value, 'f')} in {wanted}"
+    elif base in ("contains", "contains_any"):
+        items = [arg] if base == "contains" else list(arg)
+        folded = src.derive(value, "f")
+        found = " or ".join(f"{src.const(needle(op, item))} in {folded}" for item in items)
+        found = f"not ({found})" if negated else f"({found})"
+        # not text (a list, say): the leaf's own test, which already has the right polarity
+        return f"({found} if {folded} is not None else {src.const(leaf.test)}({value}))"
+    elif base in ("starts_with", "ends_with"):
+        folded = src.derive(value, "f")
+        method = "startswith" if base == "starts_with" else "endswith"
+        expr = f"({folded} is not None and {folded}.{method}({src.const(needle(op, arg))}))"
+    elif base in ("gt", "gte", "lt", "lte"):
+        number = src.derive(value, "n")
+        sign = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[base]
+        expr = f"({number} is not None and {number} {sign} {src.const(arg)})"
+    elif base == "exists":
+        expr = (
+            f"({value} is not M and {value} is not None)"
+            if arg
+            else f"({value} is M or {value} is None)"
+        )
+    elif base == "matches":
+        search = _raw_search(compile_pattern(arg))
+        if search is not None:
+            data = src.derive(value, "b")
+            size = "l" + value[1:]
+            expr = f"({data} is not None and {src.const(search)}(U, {data}, 0, {size})[0] != S)"
+    if expr is None:
+        return None
+    return f"not {expr}" if negated else expr
+
+
+def _expression(src: _Source, shape: Shape | None, check: Check, depth: int = 0) -> str:
+    """A bool expression for `shape`; an opaque or too deep one calls the explaining `check`."""
+    if isinstance(shape, AlwaysShape):
+        return "True"
+    if isinstance(shape, TicketShape):  # `==` as the explaining check compares
+        return "(t == True)" if shape.want_open else "(t == False)"
+    if depth > _MAX_DEPTH or shape is None:
+        return f"H({src.const(check)}, payload, t, moment)"
+    if isinstance(shape, FieldShape):
+        value = src.path(shape.segments)
+        tests = " and ".join(_leaf(src, value, leaf) for leaf in shape.leaves)
+        if all(leaf.sees_missing for leaf in shape.leaves):
+            return f"({tests})"
+        return f"({value} is not M and {tests})"
+    if isinstance(shape, TimeShape):
+        return f"W({src.const(shape.window)}, {src.const(shape.zone)}, moment)"
+    if isinstance(shape, NotShape):
+        inner = shape.inner
+        return f"(not {_expression(src, inner.shape, inner.check, depth + 1)})"
+    joiner = " and " if isinstance(shape, AllShape) else " or "
+    if not shape.children:
+        return "True" if isinstance(shape, AllShape) else "False"
+    parts = [_expression(src, c.shape, c.check, depth + 1) for c in shape.children]
+    return "(" + joiner.join(parts) + ")"
+
+
+_SKIPS: Final = {  # per action code: how the projection decides the skip reason `s`
+    OPEN: ("elif to:", "    s = X1", "else:", "    s = None", "    to = True"),
+    CLOSE: ("elif not to:", "    s = X2", "else:", "    s = None", "    to = False"),
+    CREATE: ("elif ho:", "    s = X3", "else:", "    s = None", "    ho = True", "    hid = None"),
+    COMMENT: (
+        "elif hid is None and not ho:",
+        "    s = X4",
+        "else:",
+        "    x = p.get('text')",  # the skip test of an empty comment, CS for the general case
+        "    s = None if type(x) is str and x.strip() else CS(p)",
+    ),
+    OTHER: ("else:", "    s = None"),
+}
+_RESULT: Final = "return names, acts, to, hid, ho, started"
+
+
+def _params(src: _Source, step: ActionStep) -> list[str]:
+    """Lines setting `p` to a new dict of the step's params, placeholders filled.
+
+    A top-level text with placeholders is built inline from the resolved paths; anything
+    else with placeholders (inside a list, say) calls the step's renderer.
+    """
+    if step.render is None:
+        return [f"p = {src.const(dict(step.fixed))}.copy()"]
+    texts = {key: text_pieces(value) for key, value in step.fixed.items() if isinstance(value, str)}
+    if any(
+        compile_value(value) is not None and texts.get(key) is None
+        for key, value in step.fixed.items()
+    ):
+        return [f"p = {src.const(step.render)}(payload)"]
+    lines = [f"p = {src.const(dict(step.fixed))}.copy()"]
+    for key, split in texts.items():
+        if split is None:
+            continue
+        literals, paths = split
+        parts = [src.const(literals[0])] if literals[0] else []
+        for segments, literal in zip(paths, literals[1:], strict=True):
+            value = src.path(segments)
+            parts.append(f"({value} if type({value}) is str else T({value}))")
+            if literal:
+                parts.append(src.const(literal))
+        lines.append(f"p[{src.const(key)}] = {' + '.join(parts)}")
+    return lines
+
+
+def _plan(src: _Source, entry: RuleEntry) -> list[str]:
+    """Lines planning `entry`'s actions once it acts (PlannedAction built as in model)."""
+    name = src.const(entry.name)
+    lines = [f"names.append({name})"]
+    for step in entry.actions:
+        lines += _params(src, step)
+        lines += ["if nc:", "    s = X0", *_SKIPS[ACTION_CODES.get(step.kind, OTHER)]]
+        lines += [
+            "a = NEW(PA)",
+            "d = a.__dict__",
+            f"d['rule'] = {name}",
+            f"d['index'] = {int(step.index)}",
+            f"d['kind'] = {src.const(step.kind)}",
+            "d['params'] = p",
+            "d['skip_reason'] = s",
+            "acts.append(a)",
+        ]
+    if entry.cooldown is not None:
+        lines.append(f"started += (({name}, {src.const(entry.cooldown)}),)")
+    return lines
+
+
+def generate(entries: Sequence[RuleEntry], *, opaque: bool = False) -> tuple[str, list[Any]]:
+    """The source of a decider for `entries` (in ruleset order) and the constants it uses.
+
+    `opaque`: every predicate calls its explaining check (the fallback, see `compile_decider`).
+    """
+    src = _Source()
+    body: list[str] = []
+    groups = sorted({e.group for e in entries if e.group is not None})
+    for entry in entries:
+        shape = None if opaque else entry.shape
+        predicate = _expression(src, shape, entry.check)
+        guard = "" if entry.group is None else f"not g{int(entry.group)} and "
+        body.append(f"if {guard}{predicate}:")
+        body.append(f"    if not cool or {src.const(entry.name)} not in cool:")
+        acting = _plan(src, entry)
+        if entry.group is not None:
+            acting.append(f"g{int(entry.group)} = True")
+        if entry.stop:
+            acting.append(_RESULT)
+        body += [f"        {line}" for line in acting]
+    head = ["names = []", "acts = []", "started = ()"]
+    head += [f"g{int(group)} = False" for group in groups]
+    head += src.prefetch
+    lines = [f"def build({', '.join(f'c{i}' for i in range(len(src.constants)))}):"]
+    lines.append("    def decide(payload, t, moment, cool, nc, to, hid, ho):")
+    lines += [f"        {line}" for line in (*head, *body, _RESULT)]
+    lines.append("    return decide")
+    return "\n".join(lines) + "\n", src.constants
+
+
+def compile_decider(entries: Sequence[RuleEntry], *, opaque: bool = False) -> Decider:
+    """The decider of `entries`: which act on an event, and their planned actions.
+
+    Same answers as running each entry's explaining check in order (see the module doc).
+    With `opaque`, or should the generated code not compile (a pathological ruleset), every
+    predicate calls its explaining check instead.
+    """
+    if not opaque:
+        try:
+            return _build(*generate(entries))
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            pass
+    return _build(*generate(entries, opaque=True))
+
+
+def _build(source: str, constants: list[Any]) -> Decider:
+    namespace = dict(_HELPERS)
+    exec(compile(source, "<rules decider>", "exec"), namespace)  # our source, see the module doc
+    return namespace["build"](*constants)  # type: ignore[no-any-return]
+
+
+def compile_predicate(shape: Shape | None, check: Check) -> Callable[..., bool]:
+    """`(payload, ticket_open, moment) -> bool` for one condition (tests compare it to check)."""
+    decide = compile_decider([RuleEntry("", shape, check)])
+    empty: dict[str, datetime] = {}
+
+    def holds(payload: Mapping[str, Any], ticket_open: bool, moment: datetime) -> bool:
+        names = decide(payload, ticket_open, moment, empty, True, False, None, False)[0]
+        return bool(names)
+
+    return holds
