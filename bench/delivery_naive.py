@@ -1,0 +1,63 @@
+"""The naive baseline of `bench.delivery`: Celery's own per-worker `rate_limit`.
+
+    celery -A bench.delivery_naive worker --pool threads --concurrency 1
+
+One task, `open_ticket(conversation)`, limited to 6/s by Celery (60 per 10 s, the
+provider's budget). Celery enforces `rate_limit` in each worker process separately, so N
+workers send up to N times the budget; a 429 is retried with `self.retry(countdown=...)`
+for the provider's `Retry-After`. Reads the same settings as the service (`REDIS_URL`
+is the broker, `AWALCHAT_*` the client).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from celery import Celery, Task
+
+from worker.errors import HelpdeskUnavailableError, RateLimitedError
+from worker.helpdesks.awalchat import AwalChatClient
+from worker.helpdesks.http import new_http_client
+from worker.settings import Settings
+
+RATE_LIMIT = "6/s"  # 60 calls per 10 s, per worker process (Celery cannot share it)
+TASK = "bench.delivery_naive.open_ticket"
+
+settings = Settings()
+app = Celery("delivery_naive", broker=settings.redis_url or "redis://127.0.0.1:6379/0")
+app.conf.update(
+    task_acks_late=True,
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+
+@functools.cache
+def client() -> AwalChatClient:
+    """One AwalChat client per worker process (plain httpx, no shared budget)."""
+    assert settings.awalchat_hmac_secret
+    assert settings.awalchat_client_id
+    assert settings.awalchat_domain
+    return AwalChatClient(
+        new_http_client(timeout_seconds=settings.http_timeout_seconds),
+        base_url=settings.awalchat_base_url,
+        hmac_secret=settings.awalchat_hmac_secret.get_secret_value(),
+        client_id=settings.awalchat_client_id,
+        domain=settings.awalchat_domain,
+    )
+
+
+@app.task(name=TASK, bind=True, rate_limit=RATE_LIMIT, max_retries=None, ignore_result=True)
+def open_ticket(self: Task[Any, Any], conversation: str) -> None:
+    """Open the conversation's ticket; a 409 (already open) counts as done."""
+    try:
+        client().open_ticket(conversation, settings.awalchat_phone_number_id or "1")
+    except RateLimitedError as exc:
+        raise self.retry(countdown=exc.retry_after or 1.0) from exc
+    except HelpdeskUnavailableError as exc:
+        raise self.retry(countdown=1.0) from exc
