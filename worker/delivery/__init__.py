@@ -10,7 +10,7 @@ from worker.delivery.ratelimit import (
     destination_for_helpwave,
     parse_rate,
 )
-from worker.delivery.retry import RetryPolicy, Verdict, classify
+from worker.delivery.retry import RetryPolicy
 
 __all__ = [
     "Attempt",
@@ -22,8 +22,6 @@ __all__ = [
     "Rate",
     "RateLimiter",
     "RetryPolicy",
-    "Verdict",
-    "classify",
     "destination_for_awalchat",
     "destination_for_helpwave",
     "parse_rate",

@@ -1,37 +1,15 @@
 """The one retry layer: bounded exponential backoff with full jitter.
 
-`classify` says what a failed helpdesk call calls for; `RetryPolicy.delay` says how long
-to wait before the next attempt, or that it is time to give up. Both are pure: the caller
-owns the clock, the random source and the count of attempts.
+Which errors are retried is the error tree's business (worker.errors: HelpdeskUnavailableError
+and RateLimitedError are, HelpdeskRejectedError is not; the processor maps them);
+`RetryPolicy.delay` says how long to wait before the next attempt, or that it is time to give
+up. It is pure: the caller owns the clock, the random source and the count of attempts.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Literal
-
-from worker.errors import HelpdeskError, HelpdeskRejectedError, HelpdeskUnavailableError
-
-Verdict = Literal["retry", "reject", "done"]
-
-
-def classify(exc: BaseException) -> Verdict:
-    """Map an error to what the caller must do.
-
-    - "done": a 409 (AwalChat: the ticket is already open or closed; the wanted state holds)
-    - "retry": HelpdeskUnavailableError (timeouts, connection errors, 5xx) and its
-      RateLimitedError (429)
-    - "reject": HelpdeskRejectedError (other 4xx) and anything outside the helpdesk error
-      tree: only named errors are retried
-    """
-    if isinstance(exc, HelpdeskError) and exc.status_code == 409:
-        return "done"
-    if isinstance(exc, HelpdeskUnavailableError):
-        return "retry"
-    if isinstance(exc, HelpdeskRejectedError):
-        return "reject"
-    return "reject"
 
 
 @dataclass(frozen=True)
