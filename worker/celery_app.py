@@ -64,8 +64,9 @@ def _start_background(**_: object) -> None:
     runtime.current().start_background()
 
 
-@signals.worker_shutdown.connect
-def _stop_background(**_: object) -> None:
+@signals.worker_shutting_down.connect
+def _hand_back(**_: object) -> None:
+    # Warm shutdown begins: running drains park what they have not started and return.
     runtime.current().stop_background()
 
 

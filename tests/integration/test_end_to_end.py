@@ -7,6 +7,7 @@ A signed webhook leads to exactly one correctly signed call; every bad input lea
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,3 +165,11 @@ def test_bad_inputs_get_their_status_and_cause_no_call(
     paths = [c["path"] for c in awalchat_calls(fake_providers)]
     assert paths == ["/api/developer/wechat/chat/events/405"]
     assert redis_client.keys("tw:inbox:404") == []
+
+
+def test_services_stop_within_ten_seconds_of_sigterm(deployment: Deployment) -> None:
+    procs = [p for p in [deployment.receiver, *deployment.workers] if p is not None]
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        assert proc.wait(timeout=10) is not None

@@ -9,6 +9,7 @@ restarted mid-backlog.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -224,3 +225,25 @@ def test_redis_restarted_mid_backlog_loses_and_repeats_nothing(
         assert_nothing_left(client)
     finally:
         client.close()
+
+
+def test_a_worker_stopped_mid_backlog_hands_its_work_back_within_ten_seconds(
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    fake_providers: FakeProvidersServer,
+    open_only_rules: Path,
+) -> None:
+    fake_providers.control.configure(awalchat={"delay": 2.0})
+    conversations = range(6000, 6006)
+    with deploy(redis_server.url, fake_providers, open_only_rules) as dep:
+        ids = post_all(dep, conversations)
+        dep.wait_for(lambda: len(opens_applied(fake_providers)) >= 1, what="a call under way")
+        worker = dep.workers[0]
+        assert worker is not None
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=10) == 0
+        dep.workers[0] = None
+        dep.start_worker()
+        dep.wait_for(lambda: settled(redis_client, ids), timeout=180, what="all settled")
+    assert_exactly_once(fake_providers, conversations)
+    assert_nothing_left(redis_client)
