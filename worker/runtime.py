@@ -133,7 +133,9 @@ class Runtime:
         )
         self._background: list[ParkedReleaser | Periodic] = []
 
-    def _http_client(self, destination: str) -> httpx.Client:
+    def _http_client(self, destination: str, rate: str | None) -> httpx.Client:
+        """A client whose every request goes through `destination`'s shared budget."""
+        self.limiter.configure(destination, parse_rate(rate) if rate else None)
         gate = RateGate(
             self.limiter,
             lambda _request: destination,
@@ -149,24 +151,16 @@ class Runtime:
         s = self.settings
         awalchat = helpwave = None
         if s.awalchat_hmac_secret and s.awalchat_client_id and s.awalchat_domain:
-            destination = destination_for_awalchat(s.awalchat_domain)
-            self.limiter.configure(
-                destination, parse_rate(s.awalchat_rate) if s.awalchat_rate else None
-            )
             awalchat = AwalChatClient(
-                self._http_client(destination),
+                self._http_client(destination_for_awalchat(s.awalchat_domain), s.awalchat_rate),
                 base_url=s.awalchat_base_url,
                 hmac_secret=s.awalchat_hmac_secret.get_secret_value(),
                 client_id=s.awalchat_client_id,
                 domain=s.awalchat_domain,
             )
         if s.helpwave_base_url and s.helpwave_api_key:
-            destination = destination_for_helpwave(s.helpwave_base_url)
-            self.limiter.configure(
-                destination, parse_rate(s.helpwave_rate) if s.helpwave_rate else None
-            )
             helpwave = HelpWaveClient(
-                self._http_client(destination),
+                self._http_client(destination_for_helpwave(s.helpwave_base_url), s.helpwave_rate),
                 base_url=s.helpwave_base_url,
                 api_key=s.helpwave_api_key.get_secret_value(),
             )

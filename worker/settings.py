@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from worker.delivery.ratelimit import parse_rate
 from worker.errors import ConfigError
 
 DEFAULT_AWALCHAT_BASE_URL = "https://api.awalchat.com/api/developer"
@@ -49,6 +50,16 @@ class Settings(BaseSettings):
     def _split_secrets(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("awalchat_rate", "helpwave_rate", mode="after")
+    @classmethod
+    def _check_rate(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                parse_rate(value)
+            except ValueError:
+                raise ValueError("expected a rate such as '60/10s' or '100/1m'") from None
         return value
 
     @field_validator("awalchat_base_url", "helpwave_base_url", mode="after")
