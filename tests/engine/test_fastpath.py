@@ -180,7 +180,7 @@ def assert_only_our_own_tokens(source: str) -> None:
     """Every name in `source` is one the generator makes, every string literal its own."""
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         if token.type == tokenize.NAME:
-            assert token.string in OUR_NAMES or re.fullmatch(r"[cvfnblg]\d+", token.string)
+            assert token.string in OUR_NAMES or re.fullmatch(r"[cvfnbmg]\d+", token.string)
         elif token.type == tokenize.STRING:
             assert token.string in OUR_STRINGS
         elif token.type == tokenize.NUMBER:

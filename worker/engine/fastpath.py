@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Final
 
+import re2
 from re2 import _re2
 
 from worker.engine.checks import (
@@ -81,8 +82,10 @@ ACTION_CODES: Final = {
 }
 
 _MAX_DEPTH: Final = 40  # deeper conditions call their explaining check
-_NO_SPAN: Final = (-1, -1)
-_UNANCHORED: Final = _re2.RE2.Anchor.UNANCHORED
+# RE2 gives a Set 2/3 of its 8 MiB budget for the DFA: a set of programs this small never
+# comes near it (a Set out of memory would silently report no match).
+_SET_PROGRAM_LIMIT: Final = 2000
+_PROBES: Final = ("", "a", "ab 12", "\u00e9 b", "Help me", "x_y-z.")
 
 
 @dataclass(frozen=True)
@@ -143,22 +146,53 @@ def _comment_skip(params: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _raw_search(pattern: Any) -> Callable[..., Any] | None:
-    """RE2's own `Match` for `pattern`, when this re2 build exposes it and agrees with search."""
-    regexp = getattr(pattern, "_regexp", None)
-    match = getattr(regexp, "Match", None)
-    if match is None:
-        return None
-    try:
-        for probe in ("", "a", "\u00e9 b"):
-            data = probe.encode()
-            if (match(_UNANCHORED, data, 0, len(data))[0] != _NO_SPAN) != (
-                pattern.search(probe) is not None
-            ):
+class PatternSet:
+    """The `matches` patterns of one field, searched together: which of them match a text.
+
+    Called with a field's value, it returns the indexes of the patterns that match somewhere
+    in its text (none for a value that is not text), as `matches` would say one by one. One
+    RE2 `Set` scan serves them all; a set too large to be sure of its memory budget, or one
+    that does not agree with the patterns on a few probes, searches one by one.
+    """
+
+    def __init__(self, patterns: Sequence[Any]) -> None:
+        self.patterns = tuple(patterns)
+        self._match = self._compiled_set()
+
+    def __call__(self, value: Any) -> Sequence[int]:
+        data = _encoded(value)
+        if data is None:
+            return ()
+        if self._match is not None:
+            return self._match(data)  # type: ignore[no-any-return]
+        return [i for i, pattern in enumerate(self.patterns) if pattern.search(data) is not None]
+
+    def _compiled_set(self) -> Callable[[bytes], Any] | None:
+        try:
+            size = sum(pattern._regexp.ProgramSize() for pattern in self.patterns)
+            if size > _SET_PROGRAM_LIMIT:
                 return None
-    except Exception:  # any surprise: use the pattern's public search
-        return None
-    return match  # type: ignore[no-any-return]
+            options = self.patterns[0].options
+            if len({_settings(pattern.options) for pattern in self.patterns}) != 1:
+                return None
+            patterns_set = _re2.Set(_re2.RE2.Anchor.UNANCHORED, options)
+            for i, pattern in enumerate(self.patterns):
+                if patterns_set.Add(pattern.pattern.encode()) != i:
+                    return None
+            if not patterns_set.Compile():
+                return None
+            match = patterns_set.Match
+            for probe in _PROBES:
+                one_by_one = [i for i, p in enumerate(self.patterns) if p.search(probe)]
+                if sorted(match(probe.encode())) != one_by_one:
+                    return None
+        except Exception:  # any surprise (an re2 build without Set): one by one
+            return None
+        return match  # type: ignore[no-any-return]
+
+
+def _settings(options: Any) -> tuple[Any, ...]:
+    return tuple(getattr(options, name) for name in re2.Options.NAMES)
 
 
 _HELPERS: Final[dict[str, Any]] = {
@@ -166,11 +200,8 @@ _HELPERS: Final[dict[str, Any]] = {
     "R": resolve,
     "F": _folded,
     "N": number_of,
-    "E": _encoded,
     "W": _in_window,
     "H": _holds,
-    "U": _UNANCHORED,
-    "S": _NO_SPAN,
     "CS": _comment_skip,
     "T": as_text,
     "NEW": object.__new__,
@@ -191,6 +222,7 @@ class _Source:
         self.prefetch: list[str] = []
         self.paths: dict[tuple[str, ...], str] = {}
         self.derived: dict[tuple[str, str], str] = {}
+        self.pattern_sets: dict[str, tuple[str, list[Any]]] = {}
         self.names = itertools.count()
 
     def const(self, value: Any) -> str:
@@ -212,28 +244,46 @@ class _Source:
         return name
 
     def derive(self, value: str, kind: str) -> str:
-        """`value` casefolded (f), as a number (n) or as UTF-8 bytes (b); computed once."""
+        """`value` casefolded (f) or as a number (n), computed once."""
         known = self.derived.get((value, kind))
         if known is not None:
             return known
         name = f"{kind}{value[1:]}"
         if kind == "f":
-            line = f"{name} = {value}.casefold() if type({value}) is str else F({value})"
-        elif kind == "n":
-            line = f"{name} = N({value})"
+            self.prefetch.append(
+                f"{name} = {value}.casefold() if type({value}) is str else F({value})"
+            )
         else:
-            line = f"{name} = E({value})"
-        self.prefetch.append(line)
-        if kind == "b":  # and its length, for RE2's Match
-            self.prefetch.append(f"l{value[1:]} = 0 if {name} is None else len({name})")
+            self.prefetch.append(f"{name} = N({value})")
         self.derived[(value, kind)] = name
         return name
 
+    def search(self, value: str, pattern: Any) -> str:
+        """An expression: does `pattern` match the text of `value`.
 
-def _leaf(src: _Source, value: str, leaf: Leaf) -> str:
-    """A bool expression for one operator on the value held in local `value` (not MISSING)."""
+        The patterns of one field are searched together, once, when the first is needed:
+        `m3` holds which matched.
+        """
+        found = f"m{value[1:]}"
+        if value not in self.pattern_sets:
+            self.prefetch.append(f"{found} = None")
+            self.pattern_sets[value] = (self.const(None), [])
+        constant, patterns = self.pattern_sets[value]
+        patterns.append(pattern)
+        searched = f"({found} if {found} is not None else ({found} := {constant}({value})))"
+        return f"{len(patterns) - 1} in {searched}"
+
+
+def _leaf(src: _Source, value: str, leaf: Leaf) -> tuple[str, bool]:
+    """A bool expression for one operator on the value held in local `value`, and whether
+    it is false for a MISSING value by itself (inline positive tests are: the text, number
+    or bytes of MISSING is None); the others are only used after a `value is not M` guard.
+    """
     special = _special(src, value, leaf)
-    return f"({src.const(leaf.test)}({value}))" if special is None else f"({special})"
+    if special is None:
+        return f"({src.const(leaf.test)}({value}))", False
+    negated = leaf.op in ("not_equals", "not_in", "not_contains")
+    return f"({special})", not negated and leaf.op != "exists"
 
 
 def _special(src: _Source, value: str, leaf: Leaf) -> str | None:
@@ -276,11 +326,7 @@ def _special(src: _Source, value: str, leaf: Leaf) -> str | None:
             else f"({value} is M or {value} is None)"
         )
     elif base == "matches":
-        search = _raw_search(compile_pattern(arg))
-        if search is not None:
-            data = src.derive(value, "b")
-            size = "l" + value[1:]
-            expr = f"({data} is not None and {src.const(search)}(U, {data}, 0, {size})[0] != S)"
+        expr = src.search(value, compile_pattern(arg))
     if expr is None:
         return None
     return f"not {expr}" if negated else expr
@@ -296,8 +342,9 @@ def _expression(src: _Source, shape: Shape | None, check: Check, depth: int = 0)
         return f"H({src.const(check)}, payload, t, moment)"
     if isinstance(shape, FieldShape):
         value = src.path(shape.segments)
-        tests = " and ".join(_leaf(src, value, leaf) for leaf in shape.leaves)
-        if all(leaf.sees_missing for leaf in shape.leaves):
+        leaves = [(leaf, *_leaf(src, value, leaf)) for leaf in shape.leaves]
+        tests = " and ".join(expr for _, expr, _ in leaves)
+        if all(leaf.sees_missing or false_when_missing for leaf, _, false_when_missing in leaves):
             return f"({tests})"
         return f"({value} is not M and {tests})"
     if isinstance(shape, TimeShape):
@@ -406,6 +453,8 @@ def generate(entries: Sequence[RuleEntry], *, opaque: bool = False) -> tuple[str
     lines.append("    def decide(payload, t, moment, cool, nc, to, hid, ho):")
     lines += [f"        {line}" for line in (*head, *body, _RESULT)]
     lines.append("    return decide")
+    for constant, patterns in src.pattern_sets.values():
+        src.constants[int(constant[1:])] = PatternSet(patterns)
     return "\n".join(lines) + "\n", src.constants
 
 
