@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from tests.engine.support import NOW, decide, make_event, reference_decision, ruleset
 from worker.engine import evaluate, load_ruleset_from_texts
 from worker.engine.checks import Context
-from worker.engine.fastpath import RuleEntry, compile_decider, compile_predicate, generate
+from worker.engine.fastpath import (
+    PatternSet,
+    RuleEntry,
+    compile_decider,
+    compile_predicate,
+    generate,
+)
 from worker.engine.model import (
     ConversationState,
     Decision,
@@ -27,6 +33,7 @@ from worker.engine.model import (
     conversation_state,
     planned_action,
 )
+from worker.engine.operators import OPERATORS, compile_pattern
 
 FILES = {
     "10-all.yaml": """\
@@ -185,6 +192,39 @@ def assert_only_our_own_tokens(source: str) -> None:
             assert token.string in OUR_STRINGS
         elif token.type == tokenize.NUMBER:
             assert token.string.isdigit()
+
+
+PATTERNS = [
+    r"(?i)\bhelp\b",
+    r"\bhelp\b",
+    "^$",
+    "",
+    "a$",
+    "^a",
+    "a|b",
+    r"\d+",
+    r"(?s)x.y",
+    r"\pL\pN",
+    r"[[:upper:]]{2}",
+    "é",
+    "(?m)^b$",
+    r"\Aab\z",
+]
+TEXTS = st.text(max_size=30) | st.sampled_from(
+    ["", "help", "HELP me", "a", "b", "ab", "x\ny", "é", "A1", "\ud800x", "a\nb\n", "ab"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=TEXTS | st.integers() | st.none())
+def test_a_pattern_set_finds_what_each_matches_test_finds(text: Any) -> None:
+    patterns = [compile_pattern(p) for p in PATTERNS]
+    together, one_by_one = PatternSet(patterns), PatternSet(patterns, one_by_one=True)
+    assert together.uses_set
+    assert not one_by_one.uses_set
+    expected = [i for i, p in enumerate(PATTERNS) if OPERATORS["matches"](p)(text)]
+    assert sorted(together(text)) == expected
+    assert sorted(one_by_one(text)) == expected
 
 
 HOSTILE = [

@@ -155,9 +155,14 @@ class PatternSet:
     that does not agree with the patterns on a few probes, searches one by one.
     """
 
-    def __init__(self, patterns: Sequence[Any]) -> None:
+    def __init__(self, patterns: Sequence[Any], *, one_by_one: bool = False) -> None:
         self.patterns = tuple(patterns)
-        self._match = self._compiled_set()
+        self._match = None if one_by_one else self._compiled_set()
+
+    @property
+    def uses_set(self) -> bool:
+        """Whether one RE2 Set scan answers (else each pattern searches in turn)."""
+        return self._match is not None
 
     def __call__(self, value: Any) -> Sequence[int]:
         data = _encoded(value)
