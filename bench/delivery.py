@@ -41,6 +41,7 @@ from typing import IO, Any
 
 import redis
 
+from bench.report import write_section
 from tests.fakes.common import CallRecord
 from tests.fakes.server import FakeProvidersServer, run_fake_providers
 from tests.helpers_redis import start_redis_server
@@ -514,19 +515,6 @@ measurement of the parked entry alone gave ~112 B (~9.5 million per GiB).
 """
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the `## Delivery` section, keeping every other section."""
-    import re
-
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Delivery\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.delivery")
     parser.add_argument("--actions", type=int, default=500)
@@ -552,7 +540,7 @@ def main(argv: list[str] | None = None) -> None:
         section = render(results["ours"], results["naive"], memory, args)
         print(section)
         if not args.no_write:
-            write_section(ROOT / "BENCHMARKS.md", section)
+            write_section(section)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import redis
 
+from bench.report import write_section
 from tests.helpers_redis import free_port, start_redis_server
 from worker.signature import sign
 
@@ -210,7 +211,7 @@ def main() -> None:
 
     ratio = ours.requests_per_second / bare.requests_per_second
     report = render(ours, ours_queued, bare, ours_paced, bare_paced, ratio, args)
-    write_section(ROOT / "BENCHMARKS.md", report)
+    write_section(report)
     print(report)
 
 
@@ -291,24 +292,6 @@ def row(name: str, peak: WrkResult, paced: WrkResult) -> str:
         f"| {name} | {peak.requests_per_second:.0f} | {paced.requests_per_second:.0f} "
         f"| {paced.p50_ms:.2f} ms | {paced.p99_ms:.2f} ms |"
     )
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the `## Receiver` section, keeping every other section."""
-    text = (
-        path.read_text()
-        if path.exists()
-        else (
-            "# Benchmarks\n\nSpeed targets, measured on demand with `make bench` (see "
-            "`bench/`); each figure is a ratio against a baseline measured in the same run.\n"
-        )
-    )
-    pattern = re.compile(r"^## Receiver\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":
