@@ -19,9 +19,10 @@ from tests.helpers_redis import free_port
 from worker.engine.model import Event
 from worker.errors import ConfigError, QueueUnavailableError
 from worker.inbox import AcceptResult, Inbox, delivery_id_for, redis_client
+from worker.receiver import MAX_BODY_BYTES
 from worker.settings import Settings
 from worker.signature import sign
-from worker.web import MAX_BODY_BYTES, build_receiver, create_app, receiver_from_env
+from worker.web import build_receiver, create_app, receiver_from_env
 
 with warnings.catch_warnings():
     # Starlette 1.x asks for `httpx2` behind its TestClient; `httpx` still works.
@@ -314,7 +315,7 @@ def test_metrics_count_outcomes_and_signature_failures(receiver: Receiver) -> No
 def test_logs_carry_ids_but_never_the_signature_or_secret(
     receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("DEBUG", logger="worker.web")
+    caplog.set_level("DEBUG", logger="worker.receiver")
     headers = signed(BODY)
     receiver.post(BODY, headers)
     receiver.post(BODY, {"X-Awal-Signature-256": "sha256=" + "0" * 64})
