@@ -25,13 +25,16 @@ from worker.engine.fastpath import (
     generate,
 )
 from worker.engine.model import (
+    ConditionFailure,
     ConversationState,
     Decision,
     Event,
     PlannedAction,
     RuleOutcome,
+    condition_failure,
     conversation_state,
     planned_action,
+    rule_outcome,
 )
 from worker.engine.operators import OPERATORS, compile_pattern
 
@@ -331,5 +334,10 @@ def test_the_fast_constructors_build_what_the_dataclasses_build() -> None:
     )
     until = {"r": NOW + timedelta(minutes=5)}
     assert conversation_state(True, "7", True, until) == ConversationState(True, "7", True, until)
+    failure = condition_failure("data.body", "equals 'a'", None, True)
+    assert failure == ConditionFailure("data.body", "equals 'a'", None, missing=True)
+    assert rule_outcome("r", "not_matched", "why", failure, "f.yaml", 3) == RuleOutcome(
+        "r", "not_matched", "why", failure, "f.yaml", 3
+    )
     assert ConversationState().cooldowns == {}
     assert ConversationState().cooldowns is not ConversationState().cooldowns

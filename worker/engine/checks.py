@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, Final, NamedTuple
 
-from worker.engine.model import ConditionFailure
+from worker.engine.model import ConditionFailure, condition_failure
 from worker.engine.operators import Test
 from worker.engine.paths import MISSING, resolve, split_path, summarise
 from worker.engine.timing import TimeWindow
@@ -110,11 +110,11 @@ def field_test(path: str, segments: tuple[str, ...], tests: list[Leaf]) -> Condi
         value = resolve(context.payload, segments)
         for test, expected, sees_missing, _, _ in tests:
             if value is MISSING and not sees_missing:
-                return ConditionFailure(path, expected, None, missing=True)
+                return condition_failure(path, expected, None, True)
             if not test(value):
                 if value is MISSING:
-                    return ConditionFailure(path, expected, None, missing=True)
-                return ConditionFailure(path, expected, summarise(value))
+                    return condition_failure(path, expected, None, True)
+                return condition_failure(path, expected, summarise(value), False)
         return None
 
     return Condition(check, text, path, expected_all, shape)
@@ -133,20 +133,20 @@ def _single(path: str, segments: tuple[str, ...], test: Test, expected: str) -> 
             else:
                 value = resolve(parent, (inner,))
             if value is MISSING:
-                return ConditionFailure(path, expected, None, missing=True)
+                return condition_failure(path, expected, None, True)
             if test(value):
                 return None
-            return ConditionFailure(path, expected, summarise(value))
+            return condition_failure(path, expected, summarise(value), False)
 
         return check_two
 
     def check(context: Context) -> ConditionFailure | None:
         value = resolve(context.payload, segments)
         if value is MISSING:
-            return ConditionFailure(path, expected, None, missing=True)
+            return condition_failure(path, expected, None, True)
         if test(value):
             return None
-        return ConditionFailure(path, expected, summarise(value))
+        return condition_failure(path, expected, summarise(value), False)
 
     return check
 
@@ -224,7 +224,8 @@ def ticket_state(*, want_open: bool) -> Condition:
     def check(context: Context) -> ConditionFailure | None:
         if context.ticket_open == want_open:
             return None
-        return ConditionFailure("ticket", expected, "open" if context.ticket_open else "closed")
+        seen = "open" if context.ticket_open else "closed"
+        return condition_failure("ticket", expected, seen, False)
 
     shape = TicketShape(want_open)
     return Condition(check, f"ticket {expected}", "ticket", expected, shape)

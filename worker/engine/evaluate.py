@@ -30,6 +30,7 @@ from worker.engine.model import (
     Event,
     RuleOutcome,
     conversation_state,
+    rule_outcome,
 )
 from worker.engine.ruleset import Ruleset
 
@@ -119,30 +120,25 @@ def explain(
         rule = rules[i]
         if stopped_by is not None:
             reason = f"rule '{stopped_by}' matched earlier and has stop: true"
-            outcomes[i] = RuleOutcome(rule.name, "stopped", reason, file=rule.file, line=rule.line)
+            outcomes[i] = rule_outcome(rule.name, "stopped", reason, None, rule.file, rule.line)
             continue
         if plan.first_match[i] and rule.file in first_matched:
             reason = f"first_match: rule '{first_matched[rule.file]}' of this file matched first"
-            outcomes[i] = RuleOutcome(
-                rule.name, "after_first_match", reason, file=rule.file, line=rule.line
+            outcomes[i] = rule_outcome(
+                rule.name, "after_first_match", reason, None, rule.file, rule.line
             )
             continue
         failure = rule.condition.check(context)
         if failure is not None:
-            outcomes[i] = RuleOutcome(
-                rule.name,
-                "not_matched",
-                failure.describe(),
-                failure=failure,
-                file=rule.file,
-                line=rule.line,
+            outcomes[i] = rule_outcome(
+                rule.name, "not_matched", failure.describe(), failure, rule.file, rule.line
             )
             continue
         until = cooldowns.get(rule.name)
         if until is not None:
             reason = f"matched, but its cooldown runs until {until.isoformat()}"
-            outcomes[i] = RuleOutcome(
-                rule.name, "cooling_down", reason, file=rule.file, line=rule.line
+            outcomes[i] = rule_outcome(
+                rule.name, "cooling_down", reason, None, rule.file, rule.line
             )
             continue
         if rule.stop:

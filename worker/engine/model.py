@@ -373,3 +373,34 @@ def conversation_state(
     fields["helpwave_ticket_open"] = helpwave_ticket_open
     fields["cooldowns"] = cooldowns
     return state
+
+
+def rule_outcome(
+    rule: str,
+    status: OutcomeStatus,
+    reason: str,
+    failure: ConditionFailure | None,
+    file: str,
+    line: int,
+) -> RuleOutcome:
+    """`RuleOutcome(...)` with every field given, built as `planned_action` is."""
+    outcome = _new(RuleOutcome)
+    fields = outcome.__dict__
+    fields["rule"] = rule
+    fields["status"] = status
+    fields["reason"] = reason
+    fields["failure"] = failure
+    fields["file"] = file
+    fields["line"] = line
+    return outcome
+
+
+def condition_failure(path: str, expected: str, seen: Any, missing: bool) -> ConditionFailure:
+    """`ConditionFailure(...)` with every field given, built as `planned_action` is."""
+    failure = _new(ConditionFailure)
+    fields = failure.__dict__
+    fields["path"] = path
+    fields["expected"] = expected
+    fields["seen"] = seen
+    fields["missing"] = missing
+    return failure
