@@ -21,17 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from worker.actions import ActionExecutor
-from worker.delivery.dlq import Attempt, DeadAction, DeadLetter, DeadLetterQueue
+from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.retry import RetryPolicy
 from worker.engine import Ruleset, evaluate
 from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
 from worker.errors import (
     ActionError,
     ConfigError,
-    HelpdeskError,
     HelpdeskRejectedError,
     HelpdeskUnavailableError,
     PayloadError,
@@ -39,14 +36,11 @@ from worker.errors import (
     ThrottledError,
 )
 from worker.events import parse_webhook
+from worker.failures import attempt_record, dead_letter, is_ambiguous
 from worker.store import ConversationStore, DeliveryRecord
 from worker.telemetry import WorkerMetrics
 
 log = logging.getLogger(__name__)
-
-# A request that failed after it may have reached the provider: it may have acted.
-_MAYBE_SENT = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
-_ANSWER_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -56,31 +50,6 @@ class DrainReport:
     processed: int = 0
     parked_until: float | None = None
     busy: bool = False
-
-
-def is_ambiguous(exc: HelpdeskError, action: PlannedAction) -> bool:
-    """True when a non-idempotent create may have been applied although no answer came.
-
-    AwalChat open/close are safe to repeat (409 means the wanted state holds); HelpWave's
-    ticket and comment creates are not, and no endpoint can tell whether one happened.
-    """
-    if action.kind in AWALCHAT_ACTIONS or exc.request.method != "POST":
-        return False
-    if exc.request.url.path.endswith("/customers"):
-        return False  # find-or-create: safe to repeat
-    return exc.response is None and isinstance(exc.__cause__, _MAYBE_SENT)
-
-
-def attempt_record(exc: Exception, now: float) -> dict[str, Any]:
-    """One attempt for the dead-letter record: status and answer, never a header or secret."""
-    record: dict[str, Any] = {"at": now, "error": type(exc).__name__, "message": str(exc)}
-    if isinstance(exc, HelpdeskError) and exc.response is not None:
-        record["status"] = exc.response.status_code
-        try:
-            record["answer"] = exc.response.text[:_ANSWER_LIMIT]
-        except (httpx.ResponseNotRead, UnicodeDecodeError):
-            record["answer"] = ""
-    return record
 
 
 class ConversationProcessor:
@@ -281,24 +250,7 @@ class ConversationProcessor:
         reverted = state
         if action.kind in AWALCHAT_ACTIONS:
             reverted = state.evolve(ticket_open=before.ticket_open)
-        letter = DeadLetter(
-            created_at=self._clock(),
-            delivery_id=record.delivery_id,
-            conversation=record.conversation,
-            action=DeadAction(
-                kind=action.kind, params=dict(action.params), rule=action.rule, index=action.index
-            ),
-            idempotency_key=f"{record.delivery_id}:{action.key}",
-            reason=reason,
-            attempts=[
-                Attempt(
-                    at=float(a["at"]),
-                    status=a.get("status"),
-                    answer=str(a.get("answer") or a.get("message") or a.get("error", "")),
-                )
-                for a in attempts
-            ],
-        )
+        letter = dead_letter(record, action, attempts, reason, now=self._clock())
         self._store.keep(record.delivery_id)  # the replay needs it as long as the letter lives
         letter_id = self._dlq.add(letter)
         self._complete(
