@@ -85,6 +85,13 @@ def check_credentials(settings: Settings, ruleset: Ruleset) -> None:
         )
 
 
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret the settings hold: dead letters redact them wherever they appear."""
+    secrets = [settings.awalchat_hmac_secret, settings.helpwave_api_key, settings.admin_token]
+    secrets += list(settings.awalchat_webhook_secrets)
+    return [s.get_secret_value() for s in secrets if s is not None]
+
+
 def preflight(settings: Settings) -> Ruleset:
     """What every service checks before it touches Redis: the rule files load, and the
     credentials they need are set. Raises RulesError or ConfigError (naming the setting)."""
@@ -112,7 +119,7 @@ class Runtime:
         self.store = ConversationStore(self.redis)
         self.limiter = RateLimiter(self.redis)
         self.parking = ParkingLot(self.redis)
-        self.dead_letters = DeadLetterQueue(self.redis)
+        self.dead_letters = DeadLetterQueue(self.redis, known_secrets=secret_values(settings))
         self._stopping = threading.Event()
         self._http: list[httpx.Client] = []
         awalchat, helpwave = self._clients()
