@@ -53,7 +53,8 @@ def evaluate(
 
     Naive datetimes are taken as UTC. `time:` conditions use `event.timestamp`, or `now`.
     The decision's `outcomes` are worked out by `explain`, from the same inputs, when first
-    read; `matched_rules`, `actions` and `state_after` are computed here.
+    read (so the event's payload must not be changed in between); `matched_rules`,
+    `actions` and `state_after` are computed here.
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)

@@ -473,7 +473,7 @@ def compile_decider(entries: Sequence[RuleEntry], *, opaque: bool = False) -> De
     if not opaque:
         try:
             return _build(*generate(entries))
-        except (SyntaxError, RecursionError, MemoryError, ValueError):
+        except Exception:  # whatever went wrong, the opaque form is simpler
             pass
     return _build(*generate(entries, opaque=True))
 
