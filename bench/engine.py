@@ -328,16 +328,17 @@ through the four kinds; on average {listening:.0f} rules listen to an event, and
   plans the actions of the rules that act inline; rule values enter it only as constants,
   never as source. Explanations are not built per event: `Decision.outcomes` re-runs the
   pure explaining checks on the same inputs when first read, while `matched_rules`,
-  `actions` and `state_after` are there at once. Reading every outcome (the last row, what
-  `to_json()` and so the worker's decision log do) costs about as much as a fully
-  explained evaluation did before, minus its object-construction overhead.
+  `actions` and `state_after` are there at once. Reading every outcome (the last row: what
+  `to_json()`, and so the worker's decision log, pays) is still the old explaining loop,
+  now without the per-field `object.__setattr__` of its frozen results (126 µs before).
 - Explanations stay complete: for every event of the run, every rule's outcome is checked
   to be there, agreeing with `matched_rules`, and every miss names its first failing
   condition with the value it saw. The tests compare the compiled path with the explaining
   checks run eagerly (hypothesis, the operator tables).
 - Memory of the loaded ruleset (tracemalloc, held after loading and planning, deciders
   included): **{held / 1024:,.0f} KiB** for 200 rules ({held / 200 / 1024:.1f} KiB per
-  rule; peak while loading {peak / 1024 / 1024:.1f} MiB, mostly the YAML parser).
+  rule; peak while loading and planning {peak / 1024 / 1024:.1f} MiB, most of it Python
+  compiling the generated deciders, once; the YAML parser peaks at about 1.3 MiB).
 - What is left: per planned action about 0.25 µs builds its frozen `PlannedAction`
   (the hand-written side appends a tuple), the largest share of the remaining gap.
 """
