@@ -17,13 +17,7 @@ from hypothesis import strategies as st
 from tests.engine.support import NOW, decide, make_event, reference_decision, ruleset
 from worker.engine import evaluate, load_ruleset_from_texts
 from worker.engine.checks import Context
-from worker.engine.fastpath import (
-    PatternSet,
-    RuleEntry,
-    compile_decider,
-    compile_predicate,
-    generate,
-)
+from worker.engine.fastpath import RuleEntry, compile_decider, compile_predicate, generate
 from worker.engine.model import (
     ConditionFailure,
     ConversationState,
@@ -37,6 +31,7 @@ from worker.engine.model import (
     rule_outcome,
 )
 from worker.engine.operators import OPERATORS, compile_pattern
+from worker.engine.patternsets import PatternSet
 
 FILES = {
     "10-all.yaml": """\

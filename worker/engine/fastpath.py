@@ -4,7 +4,8 @@
 actions; explanations come from the compiled checks (`checks.py`), run again only when
 someone reads them (`evaluate.explain`). A decider is generated from the conditions' shapes
 as straight-line Python: each distinct path is resolved once per event (sharing prefixes),
-its text casefolded, parsed as a number or UTF-8 encoded once; then every rule's bool-only
+its text casefolded or parsed as a number once, and its `matches` patterns searched together
+(`patternsets`) when the first is needed; then every rule's bool-only
 predicate runs in ruleset order, honouring `first_match`, `stop` and running cooldowns
 exactly as the explaining loop does, and a rule that acts plans its actions inline (the skip
 logic of each action kind written out, the projected ticket state held in locals).
@@ -25,9 +26,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Final
-
-import re2
-from re2 import _re2
 
 from worker.engine.checks import (
     AllShape,
@@ -50,6 +48,7 @@ from worker.engine.model import (
 )
 from worker.engine.operators import compile_pattern, needle, number_of, text_of
 from worker.engine.paths import MISSING, as_text, resolve
+from worker.engine.patternsets import PatternSet
 from worker.engine.templates import compile_value, text_pieces
 from worker.engine.timing import TimeWindow
 
@@ -82,10 +81,6 @@ ACTION_CODES: Final = {
 }
 
 _MAX_DEPTH: Final = 40  # deeper conditions call their explaining check
-# RE2 gives a Set 2/3 of its 8 MiB budget for the DFA: a set of programs this small never
-# comes near it (a Set out of memory would silently report no match).
-_SET_PROGRAM_LIMIT: Final = 2000
-_PROBES: Final = ("", "a", "ab 12", "\u00e9 b", "Help me", "x_y-z.")
 
 
 @dataclass(frozen=True)
@@ -116,17 +111,6 @@ def _folded(value: Any) -> str | None:
     return None if text is None else text.casefold()
 
 
-def _encoded(value: Any) -> bytes | None:
-    """The UTF-8 bytes RE2 searches for the text of `value` (as `matches` does)."""
-    text = text_of(value)
-    if text is None:
-        return None
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace")
-
-
 def _in_window(window: TimeWindow, zone: tzinfo, moment: datetime) -> bool:
     try:
         local = moment.astimezone(zone)
@@ -144,60 +128,6 @@ def _comment_skip(params: Mapping[str, Any]) -> str | None:
     if not isinstance(text, str) or not text.strip():
         return EMPTY_COMMENT
     return None
-
-
-class PatternSet:
-    """The `matches` patterns of one field, searched together: which of them match a text.
-
-    Called with a field's value, it returns the indexes of the patterns that match somewhere
-    in its text (none for a value that is not text), as `matches` would say one by one. One
-    RE2 `Set` scan serves them all; a set too large to be sure of its memory budget, or one
-    that does not agree with the patterns on a few probes, searches one by one.
-    """
-
-    def __init__(self, patterns: Sequence[Any], *, one_by_one: bool = False) -> None:
-        self.patterns = tuple(patterns)
-        self._match = None if one_by_one else self._compiled_set()
-
-    @property
-    def uses_set(self) -> bool:
-        """Whether one RE2 Set scan answers (else each pattern searches in turn)."""
-        return self._match is not None
-
-    def __call__(self, value: Any) -> Sequence[int]:
-        data = _encoded(value)
-        if data is None:
-            return ()
-        if self._match is not None:
-            return self._match(data)  # type: ignore[no-any-return]
-        return [i for i, pattern in enumerate(self.patterns) if pattern.search(data) is not None]
-
-    def _compiled_set(self) -> Callable[[bytes], Any] | None:
-        try:
-            size = sum(pattern._regexp.ProgramSize() for pattern in self.patterns)
-            if size > _SET_PROGRAM_LIMIT:
-                return None
-            options = self.patterns[0].options
-            if len({_settings(pattern.options) for pattern in self.patterns}) != 1:
-                return None
-            patterns_set = _re2.Set(_re2.RE2.Anchor.UNANCHORED, options)
-            for i, pattern in enumerate(self.patterns):
-                if patterns_set.Add(pattern.pattern.encode()) != i:
-                    return None
-            if not patterns_set.Compile():
-                return None
-            match = patterns_set.Match
-            for probe in _PROBES:
-                one_by_one = [i for i, p in enumerate(self.patterns) if p.search(probe)]
-                if sorted(match(probe.encode())) != one_by_one:
-                    return None
-        except Exception:  # any surprise (an re2 build without Set): one by one
-            return None
-        return match  # type: ignore[no-any-return]
-
-
-def _settings(options: Any) -> tuple[Any, ...]:
-    return tuple(getattr(options, name) for name in re2.Options.NAMES)
 
 
 _HELPERS: Final[dict[str, Any]] = {
