@@ -137,6 +137,14 @@ return 1
 """
 
 
+def stored_form(decision: Decision) -> dict[str, Any]:
+    """The decision as the delivery keeps it: rules that do not listen to the event are left
+    out (their reason says only that), so a big ruleset does not bloat every record."""
+    data = decision.to_json()
+    data["outcomes"] = [o for o in data["outcomes"] if o["status"] != "not_for_event"]
+    return data
+
+
 class ConversationStore:
     """Typed access to the worker's Redis records (see the module docstring)."""
 
@@ -209,7 +217,7 @@ class ConversationStore:
                 conv_log,
             ],
             args=[
-                json.dumps(decision.to_json()),
+                json.dumps(stored_form(decision)),
                 json.dumps(state_before.to_json()),
                 json.dumps(decision.state_after.to_json()),
                 record.delivery_id,
