@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_section
 from worker.engine import Ruleset, evaluate, load_ruleset_from_texts
 from worker.engine.model import ConversationState, Event
 
@@ -287,7 +288,7 @@ def main() -> None:
     report = render(rates, ratio, held, peak, listening, matched, args)
     print(report)
     if not args.no_write:
-        write_section(ROOT / "BENCHMARKS.md", report)
+        write_section(report)
 
 
 def render(
@@ -342,17 +343,6 @@ through the four kinds; on average {listening:.0f} rules listen to an event, and
 - What is left: per planned action about 0.25 µs builds its frozen `PlannedAction`
   (the hand-written side appends a tuple), the largest share of the remaining gap.
 """
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the `## Engine` section, keeping every other section."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Engine\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":
