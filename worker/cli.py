@@ -28,7 +28,8 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     from worker.supervisor import effective_settings, run_up
 
     preflight(effective_settings(settings))
-    return run_up(settings, host=args.host, port=args.port, concurrency=args.concurrency)
+    concurrency = args.concurrency or settings.worker_concurrency
+    return run_up(settings, host=args.host, port=args.port, concurrency=concurrency)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -65,7 +66,8 @@ def _work(args: argparse.Namespace, settings: Settings) -> int:
     from worker.logs import configure_logging
 
     configure_logging()
-    settings = settings.model_copy(update={"worker_concurrency": args.concurrency})
+    if args.concurrency:
+        settings = settings.model_copy(update={"worker_concurrency": args.concurrency})
     from worker import runtime
 
     runtime.preflight(settings)
@@ -77,7 +79,7 @@ def _work(args: argparse.Namespace, settings: Settings) -> int:
         [
             "worker",
             "--loglevel=INFO",
-            f"--concurrency={args.concurrency}",
+            f"--concurrency={settings.worker_concurrency}",
             "--pool=threads",
             "--without-mingle",
             "--without-gossip",
@@ -103,14 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     up = add("up", _up, "run receiver, worker and (embedded) Redis together")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
-    up.add_argument("--concurrency", type=int, default=2)
+    up.add_argument("--concurrency", type=int, help="worker threads (default WORKER_CONCURRENCY)")
 
     serve = add("serve", _serve, "run the webhook receiver")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
 
     work = add("work", _work, "run a Celery worker")
-    work.add_argument("--concurrency", type=int, default=2)
+    work.add_argument("--concurrency", type=int, help="threads (default WORKER_CONCURRENCY)")
 
     rulestools.add_commands(add)
     admin.add_commands(add)
