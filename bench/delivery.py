@@ -46,6 +46,7 @@ from tests.fakes.common import CallRecord
 from tests.fakes.server import FakeProvidersServer, run_fake_providers
 from tests.helpers_redis import start_redis_server
 from tests.integration.harness import Deployment
+from worker.supervisor import stop_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT, WINDOW = 60, 10.0
@@ -283,14 +284,7 @@ def naive_workers(env: dict[str, str], count: int) -> Iterator[list[subprocess.P
             )
         yield procs
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(procs, timeout=15)
         for handle in logs:
             handle.close()
 

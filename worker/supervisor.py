@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -69,11 +69,14 @@ def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=_die_with_parent)
 
 
-def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+def stop_processes(
+    children: Sequence[subprocess.Popen[bytes]], timeout: float = STOP_TIMEOUT
+) -> None:
+    """SIGTERM every child, wait up to `timeout` seconds in all, then SIGKILL the stragglers."""
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
+    deadline = time.monotonic() + timeout
     for child in children:
         try:
             child.wait(max(0.1, deadline - time.monotonic()))
@@ -139,7 +142,7 @@ def run_up(
         echo("stopping...")
         return 0
     finally:
-        _stop(children)
+        stop_processes(children)
         (STATE_DIR / RECEIVER_FILE).unlink(missing_ok=True)
         if embedded is not None:
             embedded.stop()

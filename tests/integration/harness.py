@@ -10,7 +10,6 @@ as subprocesses against a real redis-server and the fake providers.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import httpx
 
 from tests.helpers_redis import free_port
 from worker.signature import sign
+from worker.supervisor import stop_processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "whsec-integration"
@@ -106,16 +106,7 @@ class Deployment:
 
     def stop(self) -> None:
         """SIGTERM every process and wait (they must exit within 10 s)."""
-        procs = [p for p in [self.receiver, *self.workers] if p is not None]
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes([p for p in [self.receiver, *self.workers] if p is not None], timeout=15)
 
     def kill_worker(self, index: int) -> None:
         """SIGKILL a worker process, mid-whatever it was doing."""
