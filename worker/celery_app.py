@@ -70,4 +70,10 @@ def _hand_back(**_: object) -> None:
     runtime.current().stop_background()
 
 
+@signals.worker_shutdown.connect
+def _close(**_: object) -> None:
+    # The pool has stopped: no task uses the HTTP clients or Redis any more.
+    runtime.current().close()
+
+
 app = create_celery(Settings())
