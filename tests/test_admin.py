@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -74,25 +76,38 @@ def test_dlq_list_show_replay_and_drop(
     decide(redis_client, "1", "a" * 32)
     queue = DeadLetterQueue(redis_client)
     letter = DeadLetter(
-        created_at=1.0,
+        created_at=time.time(),
         delivery_id="a" * 32,
         conversation="1",
         action=DeadAction(kind="open_ticket", params={}, rule="open", index=0),
         idempotency_key="a" * 32 + ":open#0",
         reason="refused: 404",
         attempts=[Attempt(at=1.0, status=404, answer='{"error":"not_found"}')],
+        event={"event": "message.received", "data": {"conversation_id": 1}},
     )
-    first, second = queue.add(letter), queue.add(letter)
+    # The second was written before letters carried their event: it is read from its delivery.
+    first, second = queue.add(letter), queue.add(replace(letter, event={}))
     assert main(["dlq", "list"]) == 0
     assert "refused: 404" in capsys.readouterr().out
     assert main(["dlq", "show", first]) == 0
     assert json.loads(capsys.readouterr().out)["attempts"][0]["status"] == 404
     assert main(["dlq", "replay", first]) == 0
     assert main(["dlq", "replay", first]) == 1  # gone: a replay acts once
-    assert redis_client.lrange("tw:inbox:1", 0, -1) == [b"a" * 32]
-    assert redis_client.llen("celery") == 1
-    assert main(["dlq", "drop", second]) == 0
-    assert main(["dlq", "show", second]) == 1
+    assert main(["dlq", "replay", second]) == 0
+    assert redis_client.lrange("tw:inbox:1", 0, -1) == [
+        f"r{first}".encode(),
+        f"r{second}".encode(),
+    ]
+    assert redis_client.llen("celery") == 2
+    replayed = ConversationStore(redis_client).load(f"r{first}")
+    assert replayed is not None
+    assert replayed.decision is not None
+    assert [a.key for a in replayed.decision.actions] == ["open#0"]
+    third = queue.add(replace(letter, delivery_id="c" * 32, event={}))
+    assert main(["dlq", "replay", third]) == 1  # its event is gone: named, not replayed
+    assert "drop it" in capsys.readouterr().err
+    assert main(["dlq", "drop", third]) == 0
+    assert main(["dlq", "show", third]) == 1
     capsys.readouterr()
     assert main(["dlq", "list"]) == 0
     assert "empty" in capsys.readouterr().out

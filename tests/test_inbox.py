@@ -17,15 +17,14 @@ from tests.helpers_redis import RedisServer, free_port, start_redis_server
 from worker.engine.model import Event
 from worker.errors import QueueUnavailableError
 from worker.inbox import (
-    DELIVERY_TTL_SECONDS,
     DRAIN_TASK,
-    SEEN_TTL_SECONDS,
     AcceptResult,
     Inbox,
     celery_message,
     delivery_id_for,
     redis_client,
 )
+from worker.storage.keys import DEFAULT_STATE_RETENTION, SEEN_TTL
 
 pytestmark = pytest.mark.anyio
 
@@ -71,9 +70,10 @@ async def test_accept_stores_orders_and_queues_one_delivery(
         b"dry_run": b"1",
         b"conversation": b"7",
     }
-    assert 0 < await client.ttl(f"tw:delivery:{delivery_id}") <= DELIVERY_TTL_SECONDS
-    assert 0 < await client.ttl(f"tw:seen:{delivery_id}") <= SEEN_TTL_SECONDS
+    assert await client.ttl(f"tw:delivery:{delivery_id}") > DEFAULT_STATE_RETENTION - 5
+    assert SEEN_TTL - 5 < await client.ttl(f"tw:seen:{delivery_id}") <= SEEN_TTL
     assert await client.lrange("tw:inbox:7", 0, -1) == [delivery_id.encode()]
+    assert await client.ttl("tw:inbox:7") > DEFAULT_STATE_RETENTION - 5
     [message] = await client.lrange("celery", 0, -1)
     headers = decode(message)["headers"]
     assert (headers["task"], headers["argsrepr"]) == (DRAIN_TASK, "['7']")

@@ -27,6 +27,11 @@ from worker.helpdesks.helpwave import HelpWaveClient
 from worker.inbox import Inbox
 from worker.processor import ConversationProcessor
 from worker.replay import replay_one
+from worker.storage.keys import (
+    DECISION_LOG_CONV_LIMIT,
+    DEFAULT_STATE_RETENTION,
+    QUIET_RECORD_TTL,
+)
 from worker.store import ConversationStore
 
 RULES = """
@@ -103,13 +108,18 @@ class World:
     limiter: RateLimiter
 
     def accept(self, conversation: int, body: str, *, dry_run: bool = False) -> str:
-        raw = json.dumps(
-            {
-                "event": "message.received",
-                "timestamp": "2026-11-27T10:00:00Z",
-                "data": {"conversation_id": conversation, "from": "966500000001", "body": body},
-            }
-        ).encode()
+        return self.accept_raw(
+            json.dumps(
+                {
+                    "event": "message.received",
+                    "timestamp": "2026-11-27T10:00:00Z",
+                    "data": {"conversation_id": conversation, "from": "966500000001", "body": body},
+                }
+            ).encode(),
+            dry_run=dry_run,
+        )
+
+    def accept_raw(self, raw: bytes, *, dry_run: bool = False) -> str:
         event = parse_webhook(raw)
         assert isinstance(event, Event)
 
@@ -122,7 +132,13 @@ class World:
         return asyncio.run(go())
 
 
-def build(dry_run: bool = False, rate: str | None = None) -> World:
+def build(
+    dry_run: bool = False,
+    rate: str | None = None,
+    *,
+    retention: int = DEFAULT_STATE_RETENTION,
+    run_budget: float = 20.0,
+) -> World:
     server = fakeredis.FakeServer()
     client = fakeredis.FakeRedis(server=server)
     provider = Provider()
@@ -135,7 +151,7 @@ def build(dry_run: bool = False, rate: str | None = None) -> World:
         gate = RateGate(limiter, lambda _r: destination, clock=clock, sleep=lambda _s: None)
         return gate.install(httpx.Client(transport=httpx.MockTransport(provider), timeout=5))
 
-    store = ConversationStore(client)
+    store = ConversationStore(client, retention=retention)
     parking = ParkingLot(client)
     dlq = DeadLetterQueue(client)
     executor = ActionExecutor(
@@ -161,6 +177,7 @@ def build(dry_run: bool = False, rate: str | None = None) -> World:
         dry_run=dry_run,
         clock=clock,
         rng=random.Random(1),
+        run_budget=run_budget,
     )
     return World(client, server, provider, clock, processor, parking, dlq, store, limiter)
 
@@ -296,3 +313,110 @@ def test_a_spent_budget_parks_without_counting_an_attempt() -> None:
     record = world.store.load(world.store.head("11") or "")
     assert record is not None
     assert record.attempts == {}
+
+
+def test_a_dry_run_keeps_its_own_view_and_a_live_run_never_inherits_it(world: World) -> None:
+    world.accept(12, "help", dry_run=True)
+    world.processor.drain("12")
+    assert world.store.state("12", "dry").ticket_open is True  # what the dry run imagined
+    assert world.store.state("12").ticket_open is False
+    world.accept(12, "help again")  # the same Redis, now live
+    world.processor.drain("12")
+    assert world.provider.routes().count("openTicket") == 1
+
+
+def test_a_drain_past_its_budget_parks_between_actions_not_only_between_events() -> None:
+    world = build(run_budget=5.0)
+    world.provider.answers = [advance(world.clock, 6.0, ok)]  # the open takes 6 s
+    delivery = world.accept(13, "help")
+    report = world.processor.drain("13")
+    assert report.parked_until == world.clock.now  # due at once, for any worker
+    assert world.provider.routes() == ["openTicket"]
+    record = world.store.load(delivery)
+    assert record is not None
+    assert list(record.done) == ["open-on-help#0"]
+    world.processor.drain("13")
+    assert world.provider.routes()[1:] == ["/api/v1/customers", "/api/v1/tickets"]
+
+
+def test_a_drain_whose_lock_was_lost_stops_before_its_next_action(world: World) -> None:
+    def steal(request: httpx.Request) -> httpx.Response:
+        world.redis.set("tw:lock:14", "another worker")  # our lock expired and was taken
+        world.processor._leases.renew()
+        return ok(request)
+
+    world.provider.answers = [steal]
+    world.accept(14, "help")
+    report = world.processor.drain("14")
+    assert world.provider.routes() == ["openTicket"]  # the HelpWave create was not started
+    assert report.parked_until is None
+    assert world.redis.get("tw:lock:14") == b"another worker"  # and not released by us
+
+
+def advance(clock: Clock, seconds: float, then: Handler) -> Handler:
+    def answer(request: httpx.Request) -> httpx.Response:
+        clock.now += seconds
+        return then(request)
+
+    return answer
+
+
+STATUS = b'{"event":"message.status.updated","data":{"message_id":"wamid.1","status":"read"}}'
+
+
+def test_an_event_of_no_conversation_writes_no_state_and_leaves_a_short_record(
+    world: World,
+) -> None:
+    delivery = world.accept_raw(STATUS)
+    world.processor.drain(f"d:{delivery}")
+    assert world.redis.keys("tw:state:*") == []
+    assert world.redis.keys("tw:inbox:*") == []
+    assert 0 < world.redis.ttl(f"tw:delivery:{delivery}") <= QUIET_RECORD_TTL
+    record = world.store.load(delivery)
+    assert record is not None
+    assert record.decision is not None  # still in the decision log
+    assert record.raw == b""  # no rule listens to it: its body is not kept
+    assert world.store.recent_deliveries(conversation=None, limit=1) == [delivery]
+
+
+def test_a_conversation_keeps_state_and_records_for_the_retention_and_a_bounded_log() -> None:
+    world = build(retention=7200)
+    first = world.accept(15, "hello")
+    world.processor.drain("15")
+    assert 0 < world.redis.ttl("tw:state:15") <= 7200
+    assert 0 < world.redis.ttl("tw:decisions:conv:15") <= 7200
+    record = world.store.load(first)
+    assert record is not None
+    assert record.raw  # the event is kept with its decision
+    for n in range(DECISION_LOG_CONV_LIMIT):
+        world.accept(15, f"message {n}")
+    world.processor.drain("15")
+    assert world.redis.llen("tw:decisions:conv:15") == DECISION_LOG_CONV_LIMIT
+    assert world.store.load(first) is None  # pushed out of its log: deleted
+
+
+def test_a_replay_needs_no_delivery_record(world: World) -> None:
+    world.provider.answers = [status(404)]
+    delivery = world.accept(16, "help")
+    world.processor.drain("16")
+    [letter] = world.dlq.list()
+    world.redis.delete(f"tw:delivery:{delivery}")  # expired since
+    assert replay_one(world.redis, world.dlq, letter.id) == [letter.id]
+    world.processor.drain("16")
+    assert world.provider.routes().count("openTicket") == 2
+    assert world.store.state("16").ticket_open is True
+    assert world.dlq.count() == 0
+
+
+def test_worker_metrics_label_unknown_event_names_other(world: World) -> None:
+    for name in ("message.received", "order.updated", "x" * 300):
+        world.accept_raw(json.dumps({"event": name, "data": {"conversation_id": 17}}).encode())
+    world.processor.drain("17")
+    samples = {
+        s.labels["event"]: s.value
+        for metric in world.processor._metrics.registry.collect()
+        if metric.name == "ticket_worker_events_decided"
+        for s in metric.samples
+        if s.name.endswith("_total")
+    }
+    assert samples == {"message.received": 1.0, "other": 2.0}

@@ -65,7 +65,7 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
         return 0 if response.is_success else 1
     delivery_id = response.json().get("delivery_id")
     client = connect(settings)
-    store = ConversationStore(client)
+    store = ConversationStore(client, retention=settings.state_retention)
     deadline = time.monotonic() + args.wait
     record = store.load(delivery_id)
     while time.monotonic() < deadline and not _settled(record):
@@ -122,7 +122,11 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from worker.replay import replay_all, replay_one
 
-    replayed = replay_all(client, queue) if args.all else replay_one(client, queue, args.id)
+    retention = settings.state_retention
+    if args.all:
+        replayed = replay_all(client, queue, retention=retention)
+    else:
+        replayed = replay_one(client, queue, args.id, retention=retention)
     if not replayed:
         print("nothing to replay" if args.all else f"no dead letter {args.id}", file=sys.stderr)
         return 1

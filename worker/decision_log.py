@@ -11,13 +11,8 @@ from typing import Any
 
 import redis.asyncio
 
-from worker.store import (
-    DECISION_LOG_CONV_PREFIX,
-    DECISION_LOG_KEY,
-    DeliveryRecord,
-    delivery_key,
-    parse_record,
-)
+from worker.storage import keys
+from worker.store import DeliveryRecord, parse_record
 
 
 def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
@@ -55,7 +50,7 @@ async def recent_decisions(
     client: redis.asyncio.Redis, *, conversation: str | None, limit: int
 ) -> list[dict[str, Any]]:
     """The newest `limit` decision records (of one conversation, when given)."""
-    key = DECISION_LOG_CONV_PREFIX + conversation if conversation else DECISION_LOG_KEY
+    key = keys.conversation_log(conversation) if conversation else keys.DECISIONS
     ids = [
         i.decode() if isinstance(i, bytes) else i for i in await client.lrange(key, 0, limit - 1)
     ]
@@ -63,7 +58,7 @@ async def recent_decisions(
         return []
     pipe = client.pipeline(transaction=False)
     for delivery_id in ids:
-        pipe.hgetall(delivery_key(delivery_id))
+        pipe.hgetall(keys.delivery(delivery_id))
     hashes = await pipe.execute()
     return [
         describe_delivery(parse_record(delivery_id, fields))

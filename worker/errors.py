@@ -6,6 +6,7 @@
      │                               (carries every RuleProblem with file:line:column)
      ├── PayloadError                a webhook is bad: answer its `status` (400, 401, 413)
      ├── ActionError                 an action cannot be carried out as planned: dead-letter it
+     ├── ReplayError                 a dead letter cannot be replayed: tell the operator
      ├── ThrottledError              the shared rate budget says wait until `until`: park the
      │                               work (nothing was sent; not an attempt)
      ├── QueueUnavailableError       Redis cannot be reached: answer 503, the sender retries
@@ -72,6 +73,10 @@ class QueueUnavailableError(TicketWorkerError):
 
 class ActionError(TicketWorkerError):
     """An action cannot be carried out as planned (e.g. the event has no phone number)."""
+
+
+class ReplayError(TicketWorkerError):
+    """A dead letter cannot be replayed (its event is gone): the operator drops it."""
 
 
 class ThrottledError(TicketWorkerError):

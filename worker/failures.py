@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from worker.delivery.dlq import Attempt, DeadAction, DeadLetter
-from worker.engine.model import AWALCHAT_ACTIONS, PlannedAction
+from worker.engine.model import AWALCHAT_ACTIONS, Event, PlannedAction
 from worker.errors import HelpdeskError
 from worker.store import DeliveryRecord
 
@@ -43,19 +43,36 @@ def attempt_record(exc: Exception, now: float) -> dict[str, Any]:
     return record
 
 
+def event_excerpt(event: Event) -> dict[str, Any]:
+    """What a replay of an action needs of its event, and no more: the name, the time and the
+    fields actions read (the conversation and the customer's phone). Rule templates were
+    filled when the action was planned, so the raw body need not outlive its retention."""
+    data = event.payload.get("data")
+    kept = {}
+    if isinstance(data, dict):
+        kept = {k: data[k] for k in ("conversation_id", "from", "phone_number") if k in data}
+    excerpt: dict[str, Any] = {"event": event.name, "data": kept}
+    if "timestamp" in event.payload:
+        excerpt["timestamp"] = event.payload["timestamp"]
+    return excerpt
+
+
 def dead_letter(
     record: DeliveryRecord,
+    event: Event,
     action: PlannedAction,
     attempts: list[dict[str, Any]],
     reason: str,
     *,
     now: float,
 ) -> DeadLetter:
-    """The dead letter of `action` of `record`, with every attempt's status and answer."""
+    """The dead letter of `action` of `record`, with every attempt's status and answer: all a
+    replay needs, so it does not depend on the delivery record outliving its retention."""
     return DeadLetter(
         created_at=now,
         delivery_id=record.delivery_id,
         conversation=record.conversation,
+        event=event_excerpt(event),
         action=DeadAction(
             kind=action.kind, params=dict(action.params), rule=action.rule, index=action.index
         ),

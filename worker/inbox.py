@@ -1,10 +1,13 @@
 """The Redis side of accepting a webhook: dedupe, store, queue, all in one Lua script.
 
-One `Inbox.accept()` runs `ACCEPT_SCRIPT` atomically (docs/design.md):
+One `Inbox.accept()` runs `ACCEPT_SCRIPT` atomically (docs/design.md; key names and their
+expiries in `worker.storage.keys`):
 
     SET    tw:seen:{delivery_id} 1 NX EX 86400      already there -> duplicate, nothing else
-    HSET   tw:delivery:{delivery_id} raw received_at dry_run conversation   (TTL 7 days)
+    HSET   tw:delivery:{delivery_id} raw received_at dry_run conversation
+                                                      (expires STATE_RETENTION from now)
     RPUSH  tw:inbox:{conv} delivery_id                per-conversation arrival order
+                                                      (expires STATE_RETENTION from now)
     LPUSH  celery <protocol-2 message: worker.tasks.drain(conv)>
 
 `delivery_id` is the first 32 hex digits of sha256(raw body); `conv` is the event's
@@ -43,15 +46,14 @@ from redis.exceptions import NoScriptError, RedisError
 
 from worker.engine.model import Event
 from worker.errors import QueueUnavailableError
+from worker.storage import keys
 
 DRAIN_TASK: Final = "worker.tasks.drain"
-CELERY_QUEUE: Final = "celery"
-SEEN_TTL_SECONDS: Final = 24 * 3600
-DELIVERY_TTL_SECONDS: Final = 7 * 24 * 3600
+CELERY_QUEUE: Final = keys.CELERY_QUEUE
 
 ACCEPT_SCRIPT: Final = """
 -- KEYS: seen, delivery, inbox, celery queue
--- ARGV: delivery_id, raw, received_at, dry_run, conversation, message, seen_ttl, delivery_ttl
+-- ARGV: delivery_id, raw, received_at, dry_run, conversation, message, seen_ttl, retention
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[7]) then
   return 0
 end
@@ -59,6 +61,7 @@ redis.call('HSET', KEYS[2], 'raw', ARGV[2], 'received_at', ARGV[3],
            'dry_run', ARGV[4], 'conversation', ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[8])
 redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[8])
 redis.call('LPUSH', KEYS[4], ARGV[6])
 return 1
 """
@@ -182,9 +185,10 @@ def redis_client(url: str, *, timeout: float = 0.5) -> redis.asyncio.Redis:
 class Inbox:
     """Accepts webhooks into Redis; the only writer of `tw:seen`, `tw:delivery`, `tw:inbox`.
 
-    `now` stamps `received_at` (Unix seconds); `deadline` caps each batch in seconds whatever
-    the client's own timeouts (an answer lost past it may still have been accepted: the
-    sender's retry is then answered as a duplicate).
+    `now` stamps `received_at` (Unix seconds); `retention` (STATE_RETENTION, seconds) is how
+    long a delivery and its inbox are kept for the worker; `deadline` caps each batch in
+    seconds whatever the client's own timeouts (an answer lost past it may still have been
+    accepted: the sender's retry is then answered as a duplicate).
     """
 
     def __init__(
@@ -194,8 +198,10 @@ class Inbox:
         now: Callable[[], float] = time.time,
         queue: str = CELERY_QUEUE,
         deadline: float = 1.8,
+        retention: int = keys.DEFAULT_STATE_RETENTION,
     ) -> None:
         self._redis = redis
+        self._retention = retention
         self._deadline = deadline
         self._now = now
         self._queue = queue
@@ -213,9 +219,9 @@ class Inbox:
         conv = conversation_key(event, delivery_id)
         created = await self._run_script(
             (
-                f"tw:seen:{delivery_id}",
-                f"tw:delivery:{delivery_id}",
-                f"tw:inbox:{conv}",
+                keys.seen(delivery_id),
+                keys.delivery(delivery_id),
+                keys.inbox(conv),
                 self._queue,
                 delivery_id,
                 raw,
@@ -223,8 +229,8 @@ class Inbox:
                 "1" if dry_run else "0",
                 conv,
                 celery_message(DRAIN_TASK, [conv], self._queue),
-                SEEN_TTL_SECONDS,
-                DELIVERY_TTL_SECONDS,
+                keys.SEEN_TTL,
+                self._retention,
             )
         )
         return AcceptResult(delivery_id=delivery_id, duplicate=not created)

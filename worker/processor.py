@@ -1,14 +1,20 @@
 """Drains one conversation's inbox: decide each event once, carry out its actions in order.
 
-One process at a time drains a conversation (a Redis lock with a token and a TTL), so a
-conversation's events are decided one at a time, in arrival order, and its actions happen in
-that order. An event is decided when it reaches the head of the inbox: every earlier action
-of the conversation has then completed, so `ticket:` conditions see the state they lead to.
+One process at a time drains a conversation (a Redis lock with a token and a TTL, renewed
+while the drain works: `worker.delivery.lease`), so a conversation's events are decided one
+at a time, in arrival order, and its actions happen in that order. Before each action the
+drain checks that it still holds the lock and that its run budget is not spent (then it
+parks the rest, due at once): one drain's work is bounded by the budget plus one action.
+An event is decided when it reaches the head of the inbox: every earlier action of the
+conversation has then completed, so `ticket:` conditions see the state they lead to.
 
 Each action runs at most once to completion (its outcome is recorded atomically with the
 state it leads to, under the idempotency key delivery:rule#index). An action that must wait
 (rate budget, retry backoff) parks the whole conversation in Redis and frees the worker;
 the parked releaser puts it back on the queue when its time comes.
+
+A dry run (`DRY_RUN`, or an event accepted under it) decides against its own view of the
+tickets (`tw:dry:state:{conv}`) and never changes what a live run believes.
 """
 
 from __future__ import annotations
@@ -17,12 +23,13 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from worker.actions import ActionExecutor
 from worker.delivery.dlq import DeadLetterQueue
+from worker.delivery.lease import Lease, LeaseKeeper
 from worker.delivery.retry import RetryPolicy
 from worker.engine import Ruleset, evaluate
 from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
@@ -37,10 +44,20 @@ from worker.errors import (
 )
 from worker.events import parse_webhook
 from worker.failures import attempt_record, dead_letter, is_ambiguous
-from worker.store import ConversationStore, DeliveryRecord
+from worker.metrics import event_label
+from worker.store import ConversationStore, DeliveryRecord, is_quiet
 from worker.telemetry import WorkerMetrics
 
 log = logging.getLogger(__name__)
+
+
+class _Stop(Exception):
+    """The drain must stop here: `until` is when to come back (None: another drain owns the
+    conversation now, or its lock is gone)."""
+
+    def __init__(self, until: float | None) -> None:
+        super().__init__(until)
+        self.until = until
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,7 @@ class ConversationProcessor:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         lock_ttl: float = 60.0,
+        leases: LeaseKeeper | None = None,
         run_budget: float = 20.0,
         stopping: Callable[[], bool] = lambda: False,
         metrics: WorkerMetrics | None = None,
@@ -81,7 +99,7 @@ class ConversationProcessor:
         self._dry_run = dry_run
         self._clock = clock
         self._rng = rng or random.Random()
-        self._lock_ttl_ms = int(lock_ttl * 1000)
+        self._leases = leases if leases is not None else LeaseKeeper(store, ttl=lock_ttl)
         self._run_budget = run_budget
         self._stopping = stopping
         self._metrics = metrics or WorkerMetrics()
@@ -90,11 +108,12 @@ class ConversationProcessor:
         """Process the conversation's inbox until it is empty, it must wait, or time is up."""
         processed = 0
         while True:
-            token = self._store.acquire(conversation, self._lock_ttl_ms)
+            token = self._store.acquire(conversation, self._leases.ttl_ms)
             if token is None:
                 return DrainReport(processed, busy=True)
             try:
-                report = self._drain_locked(conversation, token)
+                with self._leases.hold(conversation, token) as lease:
+                    report = self._drain_locked(conversation, lease)
             finally:
                 self._store.release(conversation, token)
             processed += report.processed
@@ -102,47 +121,57 @@ class ConversationProcessor:
                 return DrainReport(processed, report.parked_until)
             # An event arrived while we held the lock; its own task may have found us busy.
 
-    def _drain_locked(self, conversation: str, token: str) -> DrainReport:
+    def _drain_locked(self, conversation: str, lease: Lease) -> DrainReport:
         started = self._clock()
         self._store.mark_active(conversation, started)
         processed = 0
         while (item := self._store.head(conversation)) is not None:
-            now = self._clock()
-            if now - started > self._run_budget or self._stopping():
-                return self._park_at(conversation, now, processed)
-            until = self._process(conversation, item)
-            if until is not None:
-                return self._park_at(conversation, until, processed)
-            self._store.pop_head(conversation, item)
+            try:
+                quiet, has_conversation = self._process(conversation, item, lease, started)
+            except _Stop as stop:
+                if stop.until is None:
+                    return DrainReport(processed)
+                self._park(conversation, stop.until)
+                return DrainReport(processed, parked_until=stop.until)
+            self._store.pop_head(conversation, item, has_conversation=has_conversation, quiet=quiet)
             processed += 1
-            if not self._store.extend(conversation, token, self._lock_ttl_ms):
-                log.warning("conversation lock lost", extra={"conversation": conversation})
-                break
         return DrainReport(processed)
 
-    def _park_at(self, conversation: str, until: float, processed: int) -> DrainReport:
-        self._park(conversation, until)
-        return DrainReport(processed, parked_until=until)
+    def _check(self, lease: Lease, started: float) -> None:
+        """Raise _Stop unless this drain may start one more action."""
+        if lease.lost:
+            raise _Stop(None)
+        now = self._clock()
+        if now - started > self._run_budget or self._stopping():
+            raise _Stop(now)
 
-    def _process(self, conversation: str, delivery_id: str) -> float | None:
+    def _process(
+        self, conversation: str, delivery_id: str, lease: Lease, started: float
+    ) -> tuple[bool, bool]:
+        """Decide the delivery (once) and carry out its actions; return (quiet: no rule
+        listened, has a conversation). Raise _Stop when the drain must stop first."""
+        self._check(lease, started)
         record = self._store.load(delivery_id)
         if record is None:
             log.error("delivery record missing", extra={"delivery_id": delivery_id})
-            return None
+            return False, True
+        if self._dry_run and not record.dry_run:
+            record = replace(record, dry_run=True)
         try:
             event = parse_webhook(record.raw)
         except PayloadError:
             event = None
         if not isinstance(event, Event):
             log.error("stored delivery is not an event", extra={"delivery_id": delivery_id})
-            return None
+            return False, True
         decision = record.decision
         if decision is None:
-            state = self._store.state(conversation)
+            state = self._store.state(conversation, record.view)
             now = datetime.fromtimestamp(record.received_at or self._clock(), UTC)
             decision = evaluate(self._rules(), event, state, now=now)
             decision = self._store.store_decision(record, decision, state)
-            self._metrics.events.labels(event=event.name).inc()
+            record = replace(record, decision=decision, state_before=state)
+            self._metrics.events.labels(event=event_label(event.name)).inc()
             for rule in decision.matched_rules:
                 self._metrics.rule_matches.labels(rule=rule).inc()
             log.info(
@@ -154,16 +183,17 @@ class ConversationProcessor:
                     "matched": list(decision.matched_rules),
                     "actions": [a.kind for a in decision.actions if a.skip_reason is None],
                     "ruleset_version": decision.ruleset_version,
-                    "dry_run": record.dry_run or self._dry_run,
+                    "dry_run": record.dry_run,
                 },
             )
         for action in decision.actions:
             if action.key in record.done:
                 continue
+            self._check(lease, started)
             until = self._carry_out(record, event, action)
             if until is not None:
-                return until
-        return None
+                raise _Stop(until)
+        return is_quiet(decision), event.conversation_id is not None
 
     def _complete(
         self,
@@ -172,13 +202,7 @@ class ConversationProcessor:
         outcome: dict[str, Any],
         state: ConversationState | None,
     ) -> None:
-        self._store.complete(
-            record.delivery_id,
-            action.key,
-            outcome,
-            conversation=record.conversation,
-            state=state,
-        )
+        self._store.complete(record, action.key, outcome, state=state)
         self._metrics.actions.labels(action=action.kind, outcome=outcome.get("result", "")).inc()
         log.info(
             "action %s",
@@ -200,14 +224,14 @@ class ConversationProcessor:
                 record, action, {"result": "skipped", "reason": action.skip_reason}, None
             )
             return None
-        if record.dry_run or self._dry_run:
+        if record.dry_run:
             self._complete(record, action, {"result": "dry_run"}, None)
             return None
         attempts = list(record.attempts.get(action.key, []))
         now = self._clock()
         if attempts and float(attempts[-1].get("not_before", 0.0)) > now:
             return float(attempts[-1]["not_before"])
-        state = self._store.state(record.conversation)
+        state = self._store.state(record.conversation, record.view)
         try:
             outcome = self._executor.execute(action, event, state)
         except ThrottledError as exc:
@@ -216,7 +240,7 @@ class ConversationProcessor:
             attempts.append(attempt_record(exc, now))
             if is_ambiguous(exc, action):
                 reason = "no answer after the request was sent: it may have been applied"
-                self._bury(record, action, attempts, reason, state)
+                self._bury(record, event, action, attempts, reason, state)
                 return None
             retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
             elapsed = now - float(attempts[0]["at"])
@@ -224,7 +248,7 @@ class ConversationProcessor:
                 len(attempts), retry_after=retry_after, elapsed=elapsed, rng=self._rng
             )
             if delay is None:
-                self._bury(record, action, attempts, "out of attempts", state)
+                self._bury(record, event, action, attempts, "out of attempts", state)
                 return None
             attempts[-1]["not_before"] = now + delay
             self._metrics.retries.labels(action=action.kind).inc()
@@ -232,7 +256,7 @@ class ConversationProcessor:
             return now + delay
         except (HelpdeskRejectedError, ActionError, ConfigError) as exc:
             attempts.append(attempt_record(exc, now))
-            self._bury(record, action, attempts, f"refused: {exc}", state)
+            self._bury(record, event, action, attempts, f"refused: {exc}", state)
             return None
         self._complete(record, action, outcome.to_json(), outcome.state)
         return None
@@ -240,18 +264,18 @@ class ConversationProcessor:
     def _bury(
         self,
         record: DeliveryRecord,
+        event: Event,
         action: PlannedAction,
         attempts: list[dict[str, Any]],
         reason: str,
         state: ConversationState,
     ) -> None:
-        """Dead-letter the action and mark it finished; the state goes back to what it was."""
-        before = record.state_before or ConversationState()
+        """Dead-letter the action and mark it finished; the state the decision projected
+        for it goes back to what it was (a replay projected nothing)."""
         reverted = state
-        if action.kind in AWALCHAT_ACTIONS:
-            reverted = state.evolve(ticket_open=before.ticket_open)
-        letter = dead_letter(record, action, attempts, reason, now=self._clock())
-        self._store.keep(record.delivery_id)  # the replay needs it as long as the letter lives
+        if action.kind in AWALCHAT_ACTIONS and record.state_before is not None:
+            reverted = state.evolve(ticket_open=record.state_before.ticket_open)
+        letter = dead_letter(record, event, action, attempts, reason, now=self._clock())
         letter_id = self._dlq.add(letter)
         self._complete(
             record,

@@ -20,8 +20,9 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from worker.actions import ActionExecutor
-from worker.delivery.dlq import DeadLetterQueue
+from worker.delivery.dlq import DeadLetterQueue, DroppedLetter
 from worker.delivery.gate import RateGate
+from worker.delivery.lease import LeaseKeeper
 from worker.delivery.parking import ParkedReleaser, ParkingLot
 from worker.delivery.periodic import Periodic
 from worker.delivery.ratelimit import (
@@ -41,12 +42,14 @@ from worker.inbox import CELERY_QUEUE, DRAIN_TASK, celery_message
 from worker.processor import ConversationProcessor
 from worker.rulesource import RuleSource
 from worker.settings import Settings
+from worker.storage.upgrade import expire_legacy_keys
 from worker.store import ConversationStore, inbox_key, lock_key
 from worker.telemetry import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
 RECOVERY_INTERVAL: Final = 15.0
+DLQ_TRIM_INTERVAL: Final = 60.0
 RULES_INTERVAL: Final = 1.0
 HEARTBEAT_INTERVAL: Final = 5.0
 # Touched every few seconds by a live worker: the compose health check reads its age.
@@ -116,10 +119,17 @@ class Runtime:
         )
         self.metrics.use_rules_version(self.rules.version)
         check_credentials(settings, self.rules.current())
-        self.store = ConversationStore(self.redis)
+        self.store = ConversationStore(self.redis, retention=settings.state_retention)
         self.limiter = RateLimiter(self.redis)
         self.parking = ParkingLot(self.redis)
-        self.dead_letters = DeadLetterQueue(self.redis, known_secrets=secret_values(settings))
+        self.dead_letters = DeadLetterQueue(
+            self.redis,
+            known_secrets=secret_values(settings),
+            max_letters=settings.dlq_max,
+            retention=settings.dlq_retention,
+            on_drop=self._dropped,
+        )
+        self.leases = LeaseKeeper(self.store, ttl=settings.conversation_lock_seconds)
         self._stopping = threading.Event()
         self._http: list[httpx.Client] = []
         awalchat, helpwave = self._clients()
@@ -134,11 +144,25 @@ class Runtime:
             retry=RetryPolicy(),
             dead_letters=self.dead_letters,
             park=self.parking.park,
+            leases=self.leases,
             dry_run=settings.dry_run,
             stopping=self._stopping.is_set,
             metrics=self.metrics,
         )
         self._background: list[ParkedReleaser | Periodic] = []
+
+    def _dropped(self, letter: DroppedLetter) -> None:
+        bound = "DLQ_MAX" if letter.reason == "max" else "DLQ_RETENTION"
+        log.warning(
+            "dead letter dropped: past %s",
+            bound,
+            extra={
+                "dead_letter": letter.id,
+                "conversation": letter.conversation,
+                "action": letter.kind,
+            },
+        )
+        self.metrics.dead_letters_dropped.labels(reason=letter.reason).inc()
 
     def _http_client(self, destination: str, rate: str | None) -> httpx.Client:
         """A client whose every request goes through `destination`'s shared budget."""
@@ -190,10 +214,18 @@ class Runtime:
             ParkedReleaser(self.parking, drain_message),
             Periodic("rules", RULES_INTERVAL, self.rules.refresh),
             Periodic("recovery", RECOVERY_INTERVAL, lambda: recovery.sweep(time.time())),
+            Periodic("dlq-trim", DLQ_TRIM_INTERVAL, self.dead_letters.trim),
             Periodic("heartbeat", HEARTBEAT_INTERVAL, HEARTBEAT_FILE.touch),
         ]
         for thread in self._background:
             thread.start()
+        threading.Thread(target=self._upgrade, name="upgrade", daemon=True).start()
+
+    def _upgrade(self) -> None:
+        try:
+            expire_legacy_keys(self.redis, retention=self.settings.state_retention)
+        except redis.RedisError:
+            log.warning("could not check for keys without an expiry", exc_info=True)
 
     def _serve_metrics(self) -> None:
         port = self.settings.worker_metrics_port
@@ -221,6 +253,7 @@ class Runtime:
 
     def close(self) -> None:
         self.stop_background()
+        self.leases.stop()
         for client in self._http:
             client.close()
         self.redis.close()

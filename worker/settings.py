@@ -12,7 +12,9 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.delivery.ratelimit import parse_rate
+from worker.engine.timing import parse_duration
 from worker.errors import ConfigError
+from worker.storage import keys
 
 DEFAULT_AWALCHAT_BASE_URL = "https://api.awalchat.com/api/developer"
 
@@ -38,10 +40,18 @@ class Settings(BaseSettings):
     dry_run: bool = False
     admin_token: SecretStr | None = None
 
+    # Bounded storage (interface.md): durations are written `30d`, `12h`, `90m` or seconds.
+    state_retention: Annotated[int, NoDecode] = keys.DEFAULT_STATE_RETENTION
+    dlq_max: int = Field(default=keys.DEFAULT_DLQ_MAX, ge=1)
+    dlq_retention: Annotated[int, NoDecode] = keys.DEFAULT_DLQ_RETENTION
+
     # Tunables beyond the interface table; defaults suit production.
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     worker_concurrency: int = Field(default=2, ge=1)
     worker_metrics_port: int = Field(default=9108, ge=0, le=65535)  # 0: not served
+    # How long a conversation's lock outlives a worker that died holding it; a live worker
+    # renews it while it works (worker.delivery.lease).
+    conversation_lock_seconds: float = Field(default=60.0, ge=5)
     awalchat_rate: str | None = None  # e.g. "60/10s"; learnt from headers when unset
     helpwave_rate: str | None = "10/1s"
 
@@ -50,6 +60,26 @@ class Settings(BaseSettings):
     def _split_secrets(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("state_retention", "dlq_retention", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.isascii() and text.isdigit():
+                return int(text)
+            duration = parse_duration(text)
+            if duration is None:
+                raise ValueError("expected a duration such as '30d', '12h' or '90m'")
+            return int(duration.total_seconds())
+        return value
+
+    @field_validator("state_retention", "dlq_retention", mode="after")
+    @classmethod
+    def _check_retention(cls, value: int) -> int:
+        if value < 3600:
+            raise ValueError("must be at least 1h")
         return value
 
     @field_validator("awalchat_rate", "helpwave_rate", mode="after")

@@ -1,14 +1,21 @@
 """The worker's Redis records: deliveries, per-conversation inboxes, locks and state.
 
-Key layout (prefix `tw:`; the receiver's `worker.inbox` writes the first three):
+Key names and their expiries live in `worker.storage.keys`; the receiver's `worker.inbox`
+writes a delivery, its inbox entry and its Celery message. Here:
 
     tw:delivery:{id}     hash  raw, received_at, dry_run, conversation,
                                decision (JSON, written once), state_before (JSON),
                                done:{rule#i} (JSON outcome), attempts:{rule#i} (JSON list)
-    tw:inbox:{conv}      list  delivery ids (or "r:{dlq id}" replays) in arrival order
-    tw:state:{conv}      str   ConversationState JSON
+    tw:inbox:{conv}      list  delivery ids in arrival order
+    tw:state:{conv}      str   ConversationState JSON (tw:dry:state:{conv}: the dry-run view)
     tw:lock:{conv}       str   the token of the one process draining the conversation
-    tw:decisions         list  newest delivery ids first (bounded: the decision log)
+    tw:decisions[:conv:{conv}]  lists of delivery ids, newest first (the decision log)
+
+Retention: a conversation's state, inbox, per-conversation log and delivery records expire
+`retention` seconds (STATE_RETENTION) after its last event. A conversation keeps at most
+DECISION_LOG_CONV_LIMIT decided records: the one pushed out of its log is deleted. An event
+of no conversation writes no state, and once it is finished its record is kept
+QUIET_RECORD_TTL only (its body is kept only when a rule listened to it).
 """
 
 from __future__ import annotations
@@ -21,31 +28,24 @@ from typing import Any, Final, cast
 
 import redis
 
-from worker.delivery.recovery import ACTIVE_KEY
 from worker.engine.model import ConversationState, Decision
+from worker.storage import keys
+from worker.storage.keys import View
 
-PREFIX: Final = "tw:"
-DECISION_LOG_KEY: Final = f"{PREFIX}decisions"
-DECISION_LOG_CONV_PREFIX: Final = f"{PREFIX}decisions:conv:"
-DECISION_LOG_LIMIT: Final = 10_000
-DECISION_LOG_CONV_LIMIT: Final = 200
-DELIVERY_TTL: Final = 7 * 24 * 3600
+# Kept for the callers that name the log lists (decision_log, tests).
+DECISION_LOG_KEY: Final = keys.DECISIONS
 
 
 def delivery_key(delivery_id: str) -> str:
-    return f"{PREFIX}delivery:{delivery_id}"
+    return keys.delivery(delivery_id)
 
 
 def inbox_key(conversation: str) -> str:
-    return f"{PREFIX}inbox:{conversation}"
-
-
-def state_key(conversation: str) -> str:
-    return f"{PREFIX}state:{conversation}"
+    return keys.inbox(conversation)
 
 
 def lock_key(conversation: str) -> str:
-    return f"{PREFIX}lock:{conversation}"
+    return keys.lock(conversation)
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ class DeliveryRecord:
     state_before: ConversationState | None
     done: Mapping[str, Mapping[str, Any]]
     attempts: Mapping[str, list[dict[str, Any]]]
+
+    @property
+    def view(self) -> View:
+        """Whose picture of the tickets this delivery reads and writes."""
+        return "dry" if self.dry_run else "live"
 
 
 def _decode(value: bytes | None) -> str:
@@ -92,18 +97,24 @@ def parse_record(delivery_id: str, fields: Mapping[bytes, bytes]) -> DeliveryRec
     )
 
 
-# Store the decision once; a second caller gets the first decision back.
+# Store the decision once; a second caller gets the first decision back. With a conversation
+# (KEYS[2] not empty): its state, and its log, whose record pushed out is deleted.
 _STORE_DECISION = """
 local existing = redis.call('HGET', KEYS[1], 'decision')
 if existing then return existing end
-redis.call('HSET', KEYS[1], 'decision', ARGV[1], 'state_before', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[1], 'decision', ARGV[1])
+local retention = tonumber(ARGV[7])
 redis.call('LPUSH', KEYS[3], ARGV[4])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
-if KEYS[4] ~= '' then
+if KEYS[2] ~= '' then
+  redis.call('HSET', KEYS[1], 'state_before', ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[3], 'EX', retention)
   redis.call('LPUSH', KEYS[4], ARGV[4])
-  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
-  redis.call('EXPIRE', KEYS[4], 604800)
+  local limit = tonumber(ARGV[6])
+  local gone = redis.call('LRANGE', KEYS[4], limit, -1)
+  for _, id in ipairs(gone) do redis.call('DEL', ARGV[8] .. id) end
+  redis.call('LTRIM', KEYS[4], 0, limit - 1)
+  redis.call('EXPIRE', KEYS[4], retention)
 end
 return false
 """
@@ -112,7 +123,7 @@ return false
 _COMPLETE_ACTION = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3]) end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
 return 1
 """
 
@@ -128,11 +139,15 @@ end
 return 0
 """
 
-# Pop the head if it is ARGV[1]; an inbox left empty is no longer active (KEYS[2]).
+# Pop the head if it is ARGV[1]; an inbox left empty is no longer active (KEYS[2]). The
+# finished delivery (KEYS[3]) keeps what the decision log needs for as long as it needs it:
+# ARGV[3] is its new TTL ('' keeps the one it has), ARGV[4..] fields to drop.
 _POP_HEAD = """
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return false end
 redis.call('LPOP', KEYS[1])
 if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[2]) end
+if #ARGV > 3 then redis.call('HDEL', KEYS[3], unpack(ARGV, 4)) end
+if ARGV[3] ~= '' then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
 return 1
 """
 
@@ -145,11 +160,26 @@ def stored_form(decision: Decision) -> dict[str, Any]:
     return data
 
 
-class ConversationStore:
-    """Typed access to the worker's Redis records (see the module docstring)."""
+def is_quiet(decision: Decision) -> bool:
+    """No rule listened to the event (every rule is disabled or waits for other events)."""
+    return not decision.actions and all(
+        o.status in ("not_for_event", "disabled") for o in decision.outcomes
+    )
 
-    def __init__(self, client: redis.Redis) -> None:
+
+def _compact(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+class ConversationStore:
+    """Typed access to the worker's Redis records (see the module docstring).
+
+    `retention` is STATE_RETENTION in seconds.
+    """
+
+    def __init__(self, client: redis.Redis, *, retention: int = keys.DEFAULT_STATE_RETENTION):
         self._redis = client
+        self._retention = retention
         self._store_decision = client.register_script(_STORE_DECISION)
         self._complete = client.register_script(_COMPLETE_ACTION)
         self._release = client.register_script(_RELEASE_LOCK)
@@ -160,38 +190,45 @@ class ConversationStore:
     def acquire(self, conversation: str, ttl_ms: int) -> str | None:
         """Take the conversation's lock; return its token, or None when someone holds it."""
         token = secrets.token_hex(8)
-        ok = self._redis.set(lock_key(conversation), token, nx=True, px=ttl_ms)
+        ok = self._redis.set(keys.lock(conversation), token, nx=True, px=ttl_ms)
         return token if ok else None
 
     def extend(self, conversation: str, token: str, ttl_ms: int) -> bool:
         """Push the lock's expiry out; False when the lock was lost."""
-        return bool(self._extend(keys=[lock_key(conversation)], args=[token, ttl_ms]))
+        return bool(self._extend(keys=[keys.lock(conversation)], args=[token, ttl_ms]))
 
     def release(self, conversation: str, token: str) -> None:
-        self._release(keys=[lock_key(conversation)], args=[token])
+        self._release(keys=[keys.lock(conversation)], args=[token])
 
     # inbox -----------------------------------------------------------------
     def head(self, conversation: str) -> str | None:
-        value = cast(bytes | None, self._redis.lindex(inbox_key(conversation), 0))
+        value = cast(bytes | None, self._redis.lindex(keys.inbox(conversation), 0))
         return value.decode() if value is not None else None
 
-    def pop_head(self, conversation: str, item: str) -> None:
-        """Remove `item` from the inbox's head (nothing if the head is something else)."""
-        self._pop_head(keys=[inbox_key(conversation), ACTIVE_KEY], args=[item, conversation])
+    def pop_head(
+        self, conversation: str, item: str, *, has_conversation: bool = True, quiet: bool = False
+    ) -> None:
+        """Remove the finished `item` from the inbox's head (nothing if the head is something
+        else), and keep of its record what the decision log needs, as long as it needs it:
+        an event of no conversation QUIET_RECORD_TTL, without its body when `quiet` (no rule
+        listened to it)."""
+        ttl = "" if has_conversation else str(keys.QUIET_RECORD_TTL)
+        drop = ["raw"] if quiet and not has_conversation else []
+        self._pop_head(
+            keys=[keys.inbox(conversation), keys.ACTIVE, keys.delivery(item)],
+            args=[item, conversation, ttl, *drop],
+        )
 
     def mark_active(self, conversation: str, now: float) -> None:
         """A drain works on the conversation (see worker.delivery.recovery)."""
-        self._redis.zadd(ACTIVE_KEY, {conversation: now})
+        self._redis.zadd(keys.ACTIVE, {conversation: now})
 
     def backlog(self, conversation: str) -> int:
-        return int(self._redis.llen(inbox_key(conversation)))
-
-    def push_inbox(self, conversation: str, item: str) -> None:
-        self._redis.rpush(inbox_key(conversation), item)
+        return int(self._redis.llen(keys.inbox(conversation)))
 
     # deliveries ------------------------------------------------------------
     def load(self, delivery_id: str) -> DeliveryRecord | None:
-        fields = cast(dict[bytes, bytes], self._redis.hgetall(delivery_key(delivery_id)))
+        fields = cast(dict[bytes, bytes], self._redis.hgetall(keys.delivery(delivery_id)))
         if not fields:
             return None
         return parse_record(delivery_id, fields)
@@ -202,27 +239,28 @@ class ConversationStore:
         decision: Decision,
         state_before: ConversationState,
     ) -> Decision:
-        """Store the decision and the projected state, unless one was stored before.
+        """Store the decision and, for an event of a conversation, the state it projects
+        (in the record's view), unless a decision was stored before.
 
         Returns the decision that holds: the stored one when a decision already existed.
         """
-        conv_log = (
-            DECISION_LOG_CONV_PREFIX + record.conversation if decision.conversation_id else ""
-        )
+        conversation = decision.conversation_id is not None
         existing = self._store_decision(
             keys=[
-                delivery_key(record.delivery_id),
-                state_key(record.conversation),
-                DECISION_LOG_KEY,
-                conv_log,
+                keys.delivery(record.delivery_id),
+                keys.state(record.conversation, record.view) if conversation else "",
+                keys.DECISIONS,
+                keys.conversation_log(record.conversation) if conversation else "",
             ],
             args=[
-                json.dumps(stored_form(decision)),
-                json.dumps(state_before.to_json()),
-                json.dumps(decision.state_after.to_json()),
+                _compact(stored_form(decision)),
+                _compact(state_before.to_json()),
+                _compact(decision.state_after.to_json()),
                 record.delivery_id,
-                DECISION_LOG_LIMIT,
-                DECISION_LOG_CONV_LIMIT,
+                keys.DECISION_LOG_LIMIT,
+                keys.DECISION_LOG_CONV_LIMIT,
+                self._retention,
+                keys.delivery(""),
             ],
         )
         if existing:
@@ -231,38 +269,36 @@ class ConversationStore:
 
     def complete(
         self,
-        delivery_id: str,
+        record: DeliveryRecord,
         action_key: str,
         outcome: Mapping[str, Any],
         *,
-        conversation: str,
         state: ConversationState | None,
     ) -> bool:
         """Record an action's outcome and the state it leads to, atomically, once."""
-        state_json = json.dumps(state.to_json()) if state is not None else ""
+        state_json = _compact(state.to_json()) if state is not None else ""
         return bool(
             self._complete(
-                keys=[delivery_key(delivery_id), state_key(conversation)],
-                args=[f"done:{action_key}", json.dumps(dict(outcome)), state_json],
+                keys=[
+                    keys.delivery(record.delivery_id),
+                    keys.state(record.conversation, record.view),
+                ],
+                args=[f"done:{action_key}", _compact(dict(outcome)), state_json, self._retention],
             )
         )
 
     def record_attempts(
         self, delivery_id: str, action_key: str, attempts: list[dict[str, Any]]
     ) -> None:
-        self._redis.hset(delivery_key(delivery_id), f"attempts:{action_key}", json.dumps(attempts))
-
-    def keep(self, delivery_id: str) -> None:
-        """Keep the delivery record without expiry (a dead letter refers to it)."""
-        self._redis.persist(delivery_key(delivery_id))
+        self._redis.hset(keys.delivery(delivery_id), f"attempts:{action_key}", _compact(attempts))
 
     # state -----------------------------------------------------------------
-    def state(self, conversation: str) -> ConversationState:
-        raw = cast(bytes | None, self._redis.get(state_key(conversation)))
+    def state(self, conversation: str, view: View = "live") -> ConversationState:
+        raw = cast(bytes | None, self._redis.get(keys.state(conversation, view)))
         if raw is None:
             return ConversationState()
         return ConversationState.from_json(json.loads(raw))
 
     def recent_deliveries(self, *, conversation: str | None, limit: int) -> list[str]:
-        key = DECISION_LOG_CONV_PREFIX + conversation if conversation else DECISION_LOG_KEY
+        key = keys.conversation_log(conversation) if conversation else keys.DECISIONS
         return [v.decode() for v in cast(list[bytes], self._redis.lrange(key, 0, limit - 1))]

@@ -60,7 +60,10 @@ class WorkerMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.events = Counter(
-            "ticket_worker_events_decided", "events decided, by type", ["event"], registry=r
+            "ticket_worker_events_decided",
+            "events decided, by type (documented names; others are `other`)",
+            ["event"],
+            registry=r,
         )
         self.rule_matches = Counter(
             "ticket_worker_rule_matches", "rules that matched an event", ["rule"], registry=r
@@ -87,6 +90,12 @@ class WorkerMetrics:
             "ticket_worker_throttled",
             "times work was parked for a destination's shared budget",
             ["destination"],
+            registry=r,
+        )
+        self.dead_letters_dropped = Counter(
+            "ticket_worker_dead_letters_dropped",
+            "dead letters dropped past DLQ_MAX (reason=max) or DLQ_RETENTION (reason=retention)",
+            ["reason"],
             registry=r,
         )
         self.rules_refused = Counter(

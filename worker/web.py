@@ -91,7 +91,7 @@ def build_receiver(
 
     return create_app(
         settings,
-        Inbox(client),
+        Inbox(client, retention=settings.state_retention),
         readiness=readiness,
         details=details,
         lifespan=lifespan,

@@ -14,6 +14,7 @@ from worker.delivery.dlq import (
     DeadAction,
     DeadLetter,
     DeadLetterQueue,
+    DroppedLetter,
     redact,
 )
 
@@ -40,7 +41,9 @@ def letter(
 
 @pytest.fixture
 def dlq() -> DeadLetterQueue:
-    return DeadLetterQueue(fakeredis.FakeRedis(), known_secrets=["hunter2-secret"])
+    return DeadLetterQueue(
+        fakeredis.FakeRedis(), known_secrets=["hunter2-secret"], clock=lambda: NOW
+    )
 
 
 def test_add_then_get_round_trips_with_a_short_typable_id(dlq: DeadLetterQueue) -> None:
@@ -58,6 +61,35 @@ def test_list_is_newest_first_and_limited(dlq: DeadLetterQueue) -> None:
     assert [e.id for e in dlq.list()] == ids[::-1]
     assert [e.id for e in dlq.list(limit=2)] == ids[:2:-1][:2]
     assert DeadLetterQueue(fakeredis.FakeRedis()).list() == []
+
+
+def test_past_the_maximum_the_oldest_letters_go_first_each_reported() -> None:
+    dropped: list[DroppedLetter] = []
+    dlq = DeadLetterQueue(
+        fakeredis.FakeRedis(), max_letters=3, on_drop=dropped.append, clock=lambda: NOW
+    )
+    ids = [dlq.add(letter(created_at=NOW - 10 + i)) for i in range(5)]
+    assert dlq.count() == 3
+    assert [e.id for e in dlq.list()] == ids[:1:-1]
+    assert dropped == [
+        DroppedLetter(ids[0], "max", "42", "open_ticket"),
+        DroppedLetter(ids[1], "max", "42", "open_ticket"),
+    ]
+
+
+def test_letters_older_than_the_retention_are_dropped_by_a_trim() -> None:
+    now = [NOW]
+    dropped: list[DroppedLetter] = []
+    dlq = DeadLetterQueue(
+        fakeredis.FakeRedis(), retention=3600, on_drop=dropped.append, clock=lambda: now[0]
+    )
+    old, young = dlq.add(letter(created_at=NOW - 1800)), dlq.add(letter(created_at=NOW))
+    assert dlq.trim() == []
+    now[0] = NOW + 1801
+    assert [d.id for d in dlq.trim()] == [old]
+    assert [d.reason for d in dropped] == ["retention"]
+    assert [e.id for e in dlq.list()] == [young]
+    assert dlq.get(old) is None
 
 
 def test_take_removes_once(dlq: DeadLetterQueue) -> None:

@@ -1,8 +1,12 @@
 """Dead letters: actions that ran out of attempts or were refused, kept for an operator.
 
 Storage: hash `tw:dlq` (id -> JSON entry) and sorted set `tw:dlq:index` (id -> created_at)
-for newest-first listing. Ids are 12 hex characters, short enough to type. Entries never
-expire: an operator replays or drops them (`ticket-worker dlq ...`).
+for newest-first listing. Ids are 12 hex characters, short enough to type. An operator
+replays or drops them (`ticket-worker dlq ...`); the queue is bounded like Sidekiq's dead
+set: at most `max_letters` (DLQ_MAX), none older than `retention` (DLQ_RETENTION). Past
+either bound the oldest letters are dropped, and each drop is reported to `on_drop` (the
+worker logs and counts it). A letter is self-contained (the action with its parameters
+filled, and an excerpt of its event): a replay does not need the delivery record.
 
 Answers are stored truncated and with secrets removed: anything that looks like a
 signature, an API key or an Authorization header, plus every secret value the queue was
@@ -15,11 +19,14 @@ import builtins
 import json
 import re
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import redis
+
+from worker.storage import keys
 
 ANSWER_LIMIT = 2000
 REDACTED = "[redacted]"
@@ -86,6 +93,7 @@ class DeadLetter:
     reason: str
     attempts: list[Attempt] = field(default_factory=list)
     id: str = ""
+    event: dict[str, Any] = field(default_factory=dict)  # worker.failures.event_excerpt
 
     def to_json(self) -> str:
         """Compact JSON, the stored form."""
@@ -100,6 +108,38 @@ class DeadLetter:
         return cls(**data)
 
 
+# KEYS: entries hash, index zset; ARGV: oldest created_at kept, most letters kept, batch.
+# Drops the oldest letters past either bound; returns {id, reason, conversation, kind} each.
+_TRIM = """
+local dropped = {}
+local function drop(id, reason)
+  local raw = redis.call('HGET', KEYS[1], id)
+  redis.call('HDEL', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+  local conversation, kind = '', ''
+  if raw then
+    local ok, letter = pcall(cjson.decode, raw)
+    if ok and type(letter) == 'table' then
+      conversation = tostring(letter['conversation'] or '')
+      if type(letter['action']) == 'table' then kind = tostring(letter['action']['kind']) end
+    end
+  end
+  table.insert(dropped, {id, reason, conversation, kind})
+end
+local batch = tonumber(ARGV[3])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1],
+                               'LIMIT', 0, batch)) do
+  drop(id, 'retention')
+end
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[2])
+if over > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, math.min(over, batch) - 1)) do
+    drop(id, 'max')
+  end
+end
+return dropped
+"""
+
 _TAKE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if raw then
@@ -110,6 +150,16 @@ return raw
 """
 
 
+@dataclass(frozen=True)
+class DroppedLetter:
+    """A letter the bounds pushed out: `reason` is "max" (DLQ_MAX) or "retention"."""
+
+    id: str
+    reason: str
+    conversation: str
+    kind: str
+
+
 class DeadLetterQueue:
     """Dead letters in Redis; each method is atomic."""
 
@@ -118,19 +168,27 @@ class DeadLetterQueue:
         redis_client: redis.Redis,
         *,
         known_secrets: Iterable[str] = (),
-        prefix: str = "tw:dlq",
+        max_letters: int = keys.DEFAULT_DLQ_MAX,
+        retention: float = keys.DEFAULT_DLQ_RETENTION,
+        on_drop: Callable[[DroppedLetter], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis_client
         self._secrets = tuple(s for s in known_secrets if s)
-        self._entries = prefix
-        self._index = prefix + ":index"
+        self._entries = keys.DLQ
+        self._index = keys.DLQ_INDEX
         self.entries_key = self._entries
         self.index_key = self._index
+        self._max = max_letters
+        self._retention = retention
+        self._on_drop = on_drop
+        self._clock = clock
         self._take = redis_client.register_script(_TAKE)
+        self._trim = redis_client.register_script(_TRIM)
 
     def add(self, entry: DeadLetter) -> str:
         """Store `entry` (answers and reason redacted; a new id when it has none) and
-        return its id. Re-adding an id replaces the entry."""
+        return its id, then drop what the bounds push out. Re-adding an id replaces it."""
         entry = replace(
             entry,
             id=entry.id or secrets.token_hex(6),
@@ -141,7 +199,22 @@ class DeadLetterQueue:
         pipe.hset(self._entries, entry.id, entry.to_json())
         pipe.zadd(self._index, {entry.id: entry.created_at})
         pipe.execute()
+        self.trim()
         return entry.id
+
+    def trim(self, *, batch: int = 1000) -> builtins.list[DroppedLetter]:
+        """Drop the letters older than the retention and the oldest past the maximum
+        (at most `batch` per bound and call); report each to `on_drop` and return them."""
+        oldest = self._clock() - self._retention
+        raw = self._trim(keys=[self._entries, self._index], args=[repr(oldest), self._max, batch])
+        dropped = [
+            DroppedLetter(*(v.decode() if isinstance(v, bytes) else str(v) for v in row))
+            for row in raw
+        ]
+        if self._on_drop is not None:
+            for letter in dropped:
+                self._on_drop(letter)
+        return dropped
 
     def list(self, limit: int = 50) -> builtins.list[DeadLetter]:
         """Up to `limit` entries, newest first."""

@@ -20,10 +20,11 @@ from collections.abc import Callable
 import redis
 
 from worker.delivery.periodic import Periodic
+from worker.storage import keys
 
 log = logging.getLogger(__name__)
 
-PARKED_KEY = "tw:parked"
+PARKED_KEY = keys.PARKED
 
 # KEYS[1] parked zset, KEYS[2] queue list; ARGV: now, then member/message pairs.
 # A member is released only if it is still parked and due, so a concurrent releaser (or a

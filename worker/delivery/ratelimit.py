@@ -42,6 +42,8 @@ from urllib.parse import urlsplit
 
 import redis
 
+from worker.storage import keys
+
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([smhd])\s*$")
 
@@ -213,10 +215,10 @@ class RateLimiter:
         self,
         redis_client: redis.Redis,
         *,
-        prefix: str = "tw:rl:",
+        prefix: str = keys.RATE_PREFIX,
         guard: float = 0.05,
         pause_without_retry_after: float = 1.0,
-        ttl: int = 2 * 86400,
+        ttl: int = keys.RATE_TTL,
     ) -> None:
         self._redis = redis_client
         self._prefix = prefix

@@ -15,7 +15,9 @@ from typing import Final
 
 import redis
 
-ACTIVE_KEY: Final = "tw:active"
+from worker.storage import keys
+
+ACTIVE_KEY: Final = keys.ACTIVE
 
 # KEYS[1] active zset, KEYS[2] parked zset, KEYS[3] queue; ARGV: now, then per member:
 # member, its lock key, its inbox key, its drain message.

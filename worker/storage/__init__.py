@@ -1,0 +1,1 @@
+"""Redis storage: every key with its expiry or bound (keys.py)."""

@@ -1,0 +1,155 @@
+"""Every Redis key the project writes: its name, type, owner, and its expiry or fixed bound.
+
+This module is the one place that knows key names. Each key either expires (`expires=True`:
+every write sets or refreshes its TTL) or is bounded by construction (`expires=False`: the
+bound says what keeps it small). `tests/integration/test_storage_bounds.py` walks a Redis
+after a mixed run and fails on any key that is not listed here, and on any key without an
+expiry that is not listed as bounded.
+
+    key                              type    owner             expiry or bound
+    tw:seen:{delivery}               string  receiver          SEEN_TTL (24 h): duplicate detection
+    tw:delivery:{delivery}           hash    receiver, worker  STATE_RETENTION while pending and
+                                                               for a conversation's records;
+                                                               QUIET_RECORD_TTL once an event of
+                                                               no conversation is decided
+    tw:inbox:{conv}                  list    receiver, worker  STATE_RETENTION after the last push
+    tw:state:{conv}                  string  worker            STATE_RETENTION after the last event
+    tw:dry:state:{conv}              string  worker            the same, for the dry-run view
+    tw:lock:{conv}                   string  worker            the lock's TTL (renewed while held)
+    tw:decisions                     list    worker            DECISION_LOG_LIMIT newest ids
+    tw:decisions:conv:{conv}         list    worker            DECISION_LOG_CONV_LIMIT ids, and
+                                                               STATE_RETENTION after the last event
+    tw:parked                        zset    worker            a member per conversation waiting
+                                                               for a time; removed on release
+    tw:active                        zset    worker            a member per conversation being
+                                                               drained; removed when its inbox
+                                                               empties (recovery sweeps the rest)
+    tw:rl:{destination}              hash    worker            RATE_TTL (2 days) after the last call
+    tw:dlq, tw:dlq:index             hash,   worker            DLQ_MAX letters, none older than
+                                     zset                      DLQ_RETENTION
+    tw:rules                         hash    every process     one: the newest accepted ruleset
+
+Celery's own keys (kombu's Redis transport) are listed too: the queue list and its
+unacknowledged-message bookkeeping, each bounded by the work in flight.
+
+Conversation keys `{conv}` are `data.conversation_id`, or `d:{delivery}` for an event that
+belongs to no conversation (its inbox only; such an event writes no state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+PREFIX: Final = "tw:"
+
+SEEN_TTL: Final = 24 * 3600
+QUIET_RECORD_TTL: Final = 24 * 3600
+RATE_TTL: Final = 2 * 86400
+DECISION_LOG_LIMIT: Final = 10_000
+DECISION_LOG_CONV_LIMIT: Final = 200
+DEFAULT_STATE_RETENTION: Final = 30 * 86400
+DEFAULT_DLQ_MAX: Final = 10_000
+DEFAULT_DLQ_RETENTION: Final = 90 * 86400
+
+CELERY_QUEUE: Final = "celery"
+DECISIONS: Final = f"{PREFIX}decisions"
+PARKED: Final = f"{PREFIX}parked"
+ACTIVE: Final = f"{PREFIX}active"
+DLQ: Final = f"{PREFIX}dlq"
+DLQ_INDEX: Final = f"{PREFIX}dlq:index"
+RULES: Final = f"{PREFIX}rules"
+RATE_PREFIX: Final = f"{PREFIX}rl:"
+
+View = Literal["live", "dry"]
+"""Whose picture of the tickets a state key holds: live calls, or what a dry run imagined."""
+
+
+def seen(delivery_id: str) -> str:
+    return f"{PREFIX}seen:{delivery_id}"
+
+
+def delivery(delivery_id: str) -> str:
+    return f"{PREFIX}delivery:{delivery_id}"
+
+
+def inbox(conversation: str) -> str:
+    return f"{PREFIX}inbox:{conversation}"
+
+
+def state(conversation: str, view: View = "live") -> str:
+    if view == "dry":
+        return f"{PREFIX}dry:state:{conversation}"
+    return f"{PREFIX}state:{conversation}"
+
+
+def lock(conversation: str) -> str:
+    return f"{PREFIX}lock:{conversation}"
+
+
+def conversation_log(conversation: str) -> str:
+    return f"{PREFIX}decisions:conv:{conversation}"
+
+
+def rate(destination: str) -> str:
+    return RATE_PREFIX + destination
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One kind of key: `prefix` (the whole name when `exact`), and how it stays small."""
+
+    prefix: str
+    type: str
+    owner: str
+    expires: bool
+    bound: str
+    exact: bool = False
+
+    def matches(self, key: str) -> bool:
+        return key == self.prefix if self.exact else key.startswith(self.prefix)
+
+
+KEYS: Final = (
+    KeySpec(f"{PREFIX}seen:", "string", "receiver", True, "SEEN_TTL: 24 h"),
+    KeySpec(
+        f"{PREFIX}delivery:",
+        "hash",
+        "receiver, worker",
+        True,
+        "STATE_RETENTION; QUIET_RECORD_TTL once an event of no conversation is decided",
+    ),
+    KeySpec(f"{PREFIX}inbox:", "list", "receiver, worker", True, "STATE_RETENTION after a push"),
+    KeySpec(f"{PREFIX}state:", "string", "worker", True, "STATE_RETENTION after an event"),
+    KeySpec(f"{PREFIX}dry:state:", "string", "worker", True, "STATE_RETENTION after an event"),
+    KeySpec(f"{PREFIX}lock:", "string", "worker", True, "the lock TTL, renewed while held"),
+    KeySpec(
+        f"{PREFIX}decisions:conv:",
+        "list",
+        "worker",
+        True,
+        f"{DECISION_LOG_CONV_LIMIT} ids; STATE_RETENTION after an event",
+    ),
+    KeySpec(DECISIONS, "list", "worker", False, f"{DECISION_LOG_LIMIT} ids", exact=True),
+    KeySpec(PARKED, "zset", "worker", False, "one member per waiting conversation", exact=True),
+    KeySpec(ACTIVE, "zset", "worker", False, "one member per draining conversation", exact=True),
+    KeySpec(RATE_PREFIX, "hash", "worker", True, "RATE_TTL: 2 days after the last call"),
+    KeySpec(DLQ, "hash", "worker", False, "DLQ_MAX letters, DLQ_RETENTION", exact=True),
+    KeySpec(DLQ_INDEX, "zset", "worker", False, "DLQ_MAX letters, DLQ_RETENTION", exact=True),
+    KeySpec(RULES, "hash", "every process", False, "one ruleset", exact=True),
+    # kombu's Redis transport (the Celery broker): bounded by the messages in flight.
+    KeySpec(CELERY_QUEUE, "list", "broker", False, "messages waiting", exact=True),
+    KeySpec("unacked", "hash", "broker", False, "messages being worked on", exact=True),
+    KeySpec("unacked_index", "zset", "broker", False, "messages being worked on", exact=True),
+    KeySpec("unacked_mutex", "string", "broker", True, "the restore sweep's lock", exact=True),
+    KeySpec("_kombu.binding", "set", "broker", False, "one member per queue binding"),
+)
+
+
+def spec_for(key: str) -> KeySpec | None:
+    """The spec a key falls under (the longest matching prefix), or None for a stranger."""
+    best: KeySpec | None = None
+    for spec in KEYS:
+        if spec.matches(key) and (best is None or len(spec.prefix) > len(best.prefix)):
+            best = spec
+    return best
