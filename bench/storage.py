@@ -84,7 +84,7 @@ def measure(
         assert response.status_code == 202, response.text
         ids.append(response.json()["delivery_id"])
     dep.wait_for(lambda: settled(client, ids) and settle(), timeout=600, what="all settled")
-    client.execute_command("MEMORY", "PURGE")
+    client.memory_purge()
     return (used(client) - before) / len(bodies)
 
 
@@ -115,7 +115,9 @@ def main() -> None:
             [message(c, n) for n in range(1, args.messages) for c in conversations],
             idle,
         )
-        record = client.memory_usage(keys.delivery(str(client.lindex(keys.DECISIONS, 0), "utf-8")))
+        newest = client.lindex(keys.DECISIONS, 0)
+        assert isinstance(newest, bytes)
+        record = client.memory_usage(keys.delivery(newest.decode()))
     days = keys.DEFAULT_STATE_RETENTION // 86400
     conversation = first + (args.messages - 1) * later
     lines = [
