@@ -233,6 +233,25 @@ def test_after_redis_rolled_back_to_an_older_publication_edits_still_spread(
     assert names(there) == ["third"]
 
 
+def test_an_edit_numbered_like_a_publication_redis_lost_is_still_adopted(
+    rules_dir: Path,
+) -> None:
+    client = fakeredis.FakeRedis()
+    here = RuleSource(rules_dir, client=client, clock=Clock())
+    snapshot = client.dump(RULES_KEY)
+    assert isinstance(snapshot, bytes)
+    write(rules_dir, GOOD.format(name="second"))
+    assert here.refresh() is True  # published as seq 2 ...
+    client.restore(RULES_KEY, 0, snapshot, replace=True)  # ... lost: Redis is back at seq 1
+    third = other_machine(rules_dir, "third")
+    write(third, GOOD.format(name="first"))
+    late = RuleSource(third, client=client, clock=Clock())  # knows only seq 1
+    write(third, GOOD.format(name="edited-there"))
+    assert late.refresh() is True  # its edit is published as seq 2 too
+    assert here.refresh() is True
+    assert names(here) == ["edited-there"]
+
+
 def test_a_change_accepted_while_redis_was_down_is_published_once_it_answers(
     rules_dir: Path,
 ) -> None:
