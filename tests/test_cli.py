@@ -82,3 +82,16 @@ def test_an_invalid_setting_is_named_without_its_value(
     err = capsys.readouterr().err
     assert "DRY_RUN" in err
     assert "perhaps-secret" not in err
+
+
+def test_up_with_a_typo_and_an_embedded_redis_holding_no_version_refuses(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("REDIS_URL")  # up starts its embedded Redis, which has no rules version
+    (workdir / "rules" / "rules.yaml").write_text(RULES.replace("then:", "thenn:"))
+    assert main(["up", "--port", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "rules.yaml:5:5" in err
+    assert "thenn" in err
+    assert (workdir / ".ticket-worker" / "redis.log").exists()  # it looked in Redis ...
+    assert not (workdir / ".ticket-worker" / "redis.url").exists()  # ... and stopped it

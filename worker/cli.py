@@ -27,9 +27,17 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     from worker.runtime import preflight
     from worker.supervisor import effective_settings, run_up
 
-    preflight(effective_settings(settings))
+    effective = effective_settings(settings)
+
+    def check(redis_url: str) -> None:
+        # Once Redis runs (embedded or not): broken rule files refuse to start only when
+        # the deployment has no published version to run instead.
+        preflight(effective.model_copy(update={"redis_url": redis_url}))
+
     concurrency = args.concurrency or settings.worker_concurrency
-    return run_up(settings, host=args.host, port=args.port, concurrency=concurrency)
+    return run_up(
+        settings, host=args.host, port=args.port, concurrency=concurrency, preflight=check
+    )
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -37,13 +45,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from worker.delivery.periodic import Periodic
     from worker.logs import configure_logging
-    from worker.rulesource import RuleSource
-    from worker.runtime import RULES_INTERVAL, preflight, sync_redis
+    from worker.runtime import RULES_INTERVAL, preflight, rule_source, sync_redis
     from worker.web import build_receiver
 
-    preflight(settings)  # a bad rule file or a missing credential stops here, named
     configure_logging()
-    rules = RuleSource(settings.rules_path, client=sync_redis(settings.require_redis_url()))
+    # Rule files refused with no published version to run instead, or a missing credential,
+    # stop here, named.
+    preflight(settings)
+    rules = rule_source(settings, sync_redis(settings.require_redis_url()))
     Periodic("rules", RULES_INTERVAL, rules.refresh).start()
 
     def details() -> dict[str, object]:
@@ -74,7 +83,7 @@ def _work(args: argparse.Namespace, settings: Settings) -> int:
     from worker.celery_app import create_celery
 
     app = create_celery(settings)
-    runtime.current()  # build now: a bad rule file or a missing credential stops here
+    runtime.current()  # build now: refused rule files or a missing credential stop here
     app.worker_main(
         [
             "worker",

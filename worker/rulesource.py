@@ -1,13 +1,31 @@
 """The live ruleset of a process: loaded at start, re-checked on file changes, swapped whole.
 
-A changed rule file is validated as a whole; a refused version is logged, counted and kept in
+A changed rule file is validated as a whole, then checked against what this process can run
+(`check_runnable`: e.g. a credential the new rules need is unset). A refused version is
+logged (one line with every `file:line:column` problem), counted (`on_refused`) and shown in
 `error` (for /readyz) while the last good version keeps working.
 
 "Last good" is one version for the whole deployment. Every accepted version is published in
-Redis (`tw:rules`: a sequence number, the version and the file texts). A process that sees a
-newer published version than its own adopts it, so when a change is refused, every process
-keeps the newest version any process accepted, and none falls back to an older one. A
-process that starts publishes the files it starts with: starting is deploying.
+Redis (`tw:rules`, one hash: `seq`, `version`, `files`). `seq` orders the publications, and
+the processes keep that order even when Redis loses its data (restarted empty, or from an
+older snapshot):
+
+- each process remembers the newest publication it has seen (`seq` and version); one with a
+  higher `seq`, or another version at the same `seq`, is newer: the process adopts it;
+- a process publishes an accepted change at `max(stored seq, its seen seq) + 1`: newer than
+  anything stored and anything it knew, so it spreads even into an emptied Redis;
+- a process that finds nothing published, or an older publication than it has seen, while
+  it runs the newest version it has seen, stores that version again at its `seq` (unless
+  something as new is already there): processes that missed it catch up, and processes
+  starting with broken files can adopt it. A process that is behind never does this, so no
+  process falls back to an older version;
+- an accepted change that could not be published (Redis unreachable) is published as soon as
+  Redis answers, before anything published is considered.
+
+A process that starts publishes the files it starts with: starting is deploying. A process
+whose files are refused at start runs the published version instead (and reports the
+refusal); with none it can run, it refuses to start. A process never adopts a published
+version it cannot run: it keeps its version and reports the refusal, once per publication.
 """
 
 from __future__ import annotations
@@ -16,7 +34,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -24,25 +43,78 @@ import redis
 
 from worker.engine import Ruleset, load_ruleset_from_texts
 from worker.engine.loader import read_rule_texts
-from worker.errors import RulesError
+from worker.errors import ConfigError, RulesError
 
 log = logging.getLogger(__name__)
 
 RULES_KEY: Final = "tw:rules"
 
-# KEYS[1] the rules hash; ARGV: version, files JSON. Publish unless that version is current.
+Refusal = RulesError | ConfigError
+"""Why a version is refused: it does not load, or this process cannot run it."""
+
+# KEYS[1] the rules hash; ARGV: version, files JSON, the publisher's seen seq.
+# Newer than what is stored and than what the publisher has seen, unless already current.
 _PUBLISH = """
-if redis.call('HGET', KEYS[1], 'version') == ARGV[1] then
-  return tonumber(redis.call('HGET', KEYS[1], 'seq'))
+local stored = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+local seen = tonumber(ARGV[3])
+if stored >= seen and redis.call('HGET', KEYS[1], 'version') == ARGV[1] then
+  return stored
 end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'files', ARGV[2])
+local seq = math.max(stored, seen) + 1
+redis.call('HSET', KEYS[1], 'seq', seq, 'version', ARGV[1], 'files', ARGV[2])
 return seq
 """
 
+# KEYS[1] the rules hash; ARGV: version, files JSON, its seq. Put back a publication Redis
+# lost, unless one as new is stored. Returns 1 when it wrote.
+_RESTORE = """
+if tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'version', ARGV[1], 'files', ARGV[2])
+return 1
+"""
 
-def _text(value: bytes | str | None) -> str | None:
+
+@dataclass(frozen=True)
+class Publication:
+    """The deployment's newest accepted version as stored in `tw:rules`."""
+
+    seq: int
+    version: str
+    files: Mapping[str, str]
+
+
+def read_publication(client: redis.Redis) -> Publication | None:
+    """The published version, or None when there is none (or it is not one we can read).
+
+    Raises redis.RedisError when Redis cannot be reached.
+    """
+    seq, version, files = client.hmget(RULES_KEY, ["seq", "version", "files"])
+    if seq is None or version is None or files is None:
+        return None
+    try:
+        texts = json.loads(files)
+        number = int(seq)
+    except ValueError:
+        return None
+    if not isinstance(texts, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in texts.items()
+    ):
+        return None
+    return Publication(number, _text(version), texts)
+
+
+def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def describe(refusal: Refusal) -> str:
+    """One line: every problem of a refused ruleset (`file:line:column: ...; ...`), or the
+    message of a configuration refusal (`HELPWAVE_API_KEY is not set: ...`)."""
+    if isinstance(refusal, RulesError):
+        return "; ".join(str(problem) for problem in refusal.problems)
+    return str(refusal)
 
 
 def fingerprint(path: Path) -> tuple[tuple[str, int, int, int], ...]:
@@ -62,37 +134,70 @@ def fingerprint(path: Path) -> tuple[tuple[str, int, int, int], ...]:
 
 
 class RuleSource:
-    """Holds the current ruleset; `current()` is cheap and thread-safe (see module doc)."""
+    """Holds the current ruleset; `current()` is cheap and thread-safe (see module doc).
+
+    `check_runnable(ruleset)` raises ConfigError when this process cannot run a ruleset; it
+    is applied to every version before it is used. Construction raises the files' RulesError
+    or ConfigError when they are refused and no published version can be run instead.
+    """
 
     def __init__(
         self,
         path: Path,
         *,
         client: redis.Redis | None = None,
+        check_runnable: Callable[[Ruleset], None] | None = None,
         check_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        on_refused: Callable[[RulesError], None] | None = None,
+        on_refused: Callable[[Refusal], None] | None = None,
         on_swapped: Callable[[Ruleset], None] | None = None,
     ) -> None:
         self.path = path
         self._redis = client
-        self._publish = client.register_script(_PUBLISH) if client is not None else None
+        self._publish_script = client.register_script(_PUBLISH) if client is not None else None
+        self._restore_script = client.register_script(_RESTORE) if client is not None else None
+        self._check_runnable = check_runnable
         self._check_every = check_every
         self._clock = clock
         self._on_refused = on_refused
         self._on_swapped = on_swapped
         self._lock = threading.Lock()
+        self._file_refusal: str | None = None  # why the files were last refused
+        self._published_refusal: tuple[str, str] | None = None  # (version, why) not adopted
+        self._seen = 0  # the newest publication seen: its seq ...
+        self._seen_version: str | None = None  # ... and its version
+        self._unpublished = False  # an accepted version waits for Redis to answer
         self._fingerprint = fingerprint(path)
-        texts = read_rule_texts(path)
-        self._ruleset = load_ruleset_from_texts(texts)  # a bad file at start refuses to start
-        self._seq = 0
-        self._seq = self._share(self._ruleset, texts)
+        try:
+            texts = read_rule_texts(path)
+            ruleset = self._load(texts)
+        except (RulesError, ConfigError) as exc:
+            publication, ruleset = self._publication_instead(exc)
+            self._ruleset, self._texts = ruleset, publication.files
+            self._seen, self._seen_version = publication.seq, publication.version
+        else:
+            self._ruleset, self._texts = ruleset, texts
+            self._publish()  # starting is deploying
         self._next_check = clock() + check_every
-        self.error: str | None = None
 
     @property
     def version(self) -> str:
         return self._ruleset.version
+
+    @property
+    def error(self) -> str | None:
+        """The refused change still in force (files, or a published version), for /readyz;
+        None when the files are in use and every publication was adopted."""
+        parts = []
+        if self._file_refusal is not None:
+            parts.append(f"rule change refused, still running {self.version}: {self._file_refusal}")
+        if self._published_refusal is not None:
+            version, why = self._published_refusal
+            parts.append(
+                f"version {version} published by another process refused, "
+                f"still running {self.version}: {why}"
+            )
+        return "\n".join(parts) or None
 
     def current(self) -> Ruleset:
         """The ruleset to decide with, after a cheap check for changes (at most every second)."""
@@ -104,62 +209,144 @@ class RuleSource:
         """Look for changed files and newer published versions; True when the ruleset changed."""
         with self._lock:
             self._next_check = self._clock() + self._check_every
+            changed = False
             seen = fingerprint(self.path)
             if seen != self._fingerprint:
                 self._fingerprint = seen
-                if self._reload_files():
-                    return True
-            return self._adopt_published()
+                changed = self._reload_files()
+            if self._unpublished:
+                self._publish()
+            return self._follow_published() or changed
+
+    def _load(self, texts: Mapping[str, str]) -> Ruleset:
+        ruleset = load_ruleset_from_texts(texts)
+        if self._check_runnable is not None:
+            self._check_runnable(ruleset)
+        return ruleset
+
+    def _refused(self, exc: Refusal) -> None:
+        if self._on_refused is not None:
+            self._on_refused(exc)
+
+    def _publication_instead(self, refused: Refusal) -> tuple[Publication, Ruleset]:
+        """The published version and its ruleset, to run instead of the refused files (the
+        refusal is logged, counted and kept in `error`); raises `refused` when there is none
+        this process can run."""
+        publication = None
+        if self._redis is not None:
+            try:
+                publication = read_publication(self._redis)
+            except redis.RedisError:
+                log.warning("could not read the published rules version", exc_info=True)
+        if publication is None:
+            raise refused
+        try:
+            ruleset = self._load(publication.files)
+        except (RulesError, ConfigError) as exc:
+            log.error(
+                "the published rules version %s cannot run here either: %s",
+                publication.version,
+                describe(exc),
+            )
+            raise refused from None
+        self._file_refusal = describe(refused)
+        log.error(
+            "rule files refused at start; running the deployment's last good version %s: %s",
+            ruleset.version,
+            self._file_refusal,
+            extra={"version": ruleset.version},
+        )
+        self._refused(refused)
+        return publication, ruleset
 
     def _reload_files(self) -> bool:
         try:
             texts = read_rule_texts(self.path)
-            ruleset = load_ruleset_from_texts(texts)
-        except RulesError as exc:
-            self.error = f"rule change refused, still running {self._ruleset.version}: {exc}"
+            ruleset = self._load(texts)
+        except (RulesError, ConfigError) as exc:
+            self._file_refusal = describe(exc)
             log.error(
-                "rule change refused; keeping the last good version",
-                extra={
-                    "version": self._ruleset.version,
-                    "problems": [str(p) for p in exc.problems],
-                },
+                "rule change refused, still running %s: %s",
+                self._ruleset.version,
+                self._file_refusal,
+                extra={"version": self._ruleset.version},
             )
-            if self._on_refused is not None:
-                self._on_refused(exc)
+            self._refused(exc)
             return False
-        self.error = None
-        self._seq = self._share(ruleset, texts)
-        return self._swap(ruleset)
+        self._file_refusal = None
+        changed = self._swap(ruleset, texts)
+        self._publish()
+        return changed
 
-    def _share(self, ruleset: Ruleset, texts: dict[str, str]) -> int:
-        if self._publish is None:
-            return 0
+    def _publish(self) -> None:
+        """Publish the current version as the deployment's newest (retried while Redis fails)."""
+        if self._publish_script is None:
+            return
+        version = self._ruleset.version
         try:
-            return int(self._publish(keys=[RULES_KEY], args=[ruleset.version, json.dumps(texts)]))
+            seq = self._publish_script(
+                keys=[RULES_KEY], args=[version, json.dumps(self._texts), self._seen]
+            )
         except redis.RedisError:
-            log.warning("could not publish the rules version", exc_info=True)
-            return self._seq
+            if not self._unpublished:  # once per outage, not every second
+                log.warning("could not publish rules version %s; will retry", version)
+            self._unpublished = True
+            return
+        self._unpublished = False
+        self._seen, self._seen_version = int(seq), version
 
-    def _adopt_published(self) -> bool:
-        if self._redis is None:
+    def _restore(self) -> None:
+        """Store again the newest publication seen, if this process runs it (never older)."""
+        if self._restore_script is None or self._seen_version != self._ruleset.version:
+            return
+        try:
+            wrote = self._restore_script(
+                keys=[RULES_KEY],
+                args=[self._ruleset.version, json.dumps(self._texts), self._seen],
+            )
+        except redis.RedisError:
+            return
+        if wrote:
+            log.warning(
+                "Redis had lost the published rules version; published %s again",
+                self._ruleset.version,
+                extra={"version": self._ruleset.version, "seq": self._seen},
+            )
+
+    def _follow_published(self) -> bool:
+        if self._redis is None or self._unpublished:
             return False
         try:
-            seq, version, files = self._redis.hmget(RULES_KEY, ["seq", "version", "files"])
+            publication = read_publication(self._redis)
         except redis.RedisError:
             return False
-        if seq is None or int(seq) <= self._seq or files is None:
+        if publication is None or publication.seq < self._seen:
+            self._restore()
             return False
-        self._seq = int(seq)
-        if _text(version) == self._ruleset.version:
+        if publication.seq == self._seen and publication.version == self._seen_version:
+            return False
+        self._seen, self._seen_version = publication.seq, publication.version
+        if publication.version == self._ruleset.version:
+            self._published_refusal = None
             return False
         try:
-            ruleset = load_ruleset_from_texts(json.loads(files))
-        except (RulesError, ValueError):
-            log.exception("the published rules version does not load; ignoring it")
+            ruleset = self._load(publication.files)
+        except (RulesError, ConfigError) as exc:
+            self._published_refusal = (publication.version, describe(exc))
+            log.error(
+                "version %s published by another process refused, still running %s: %s",
+                publication.version,
+                self._ruleset.version,
+                self._published_refusal[1],
+                extra={"version": self._ruleset.version},
+            )
+            self._refused(exc)
             return False
-        return self._swap(ruleset)
+        self._published_refusal = None
+        return self._swap(ruleset, publication.files)
 
-    def _swap(self, ruleset: Ruleset) -> bool:
+    def _swap(self, ruleset: Ruleset, texts: Mapping[str, str]) -> bool:
+        self._texts = texts
         if ruleset.version == self._ruleset.version:
             return False
         log.info(

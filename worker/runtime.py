@@ -7,10 +7,12 @@ the rule reloader) run in the worker's main process: `start_background` / `stop_
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -33,14 +35,14 @@ from worker.delivery.ratelimit import (
 )
 from worker.delivery.recovery import Recovery
 from worker.delivery.retry import RetryPolicy
-from worker.engine import Ruleset, load_ruleset
-from worker.errors import ConfigError
+from worker.engine import Ruleset, load_ruleset, load_ruleset_from_texts
+from worker.errors import ConfigError, RulesError
 from worker.helpdesks.awalchat import AwalChatClient
 from worker.helpdesks.helpwave import HelpWaveClient
 from worker.helpdesks.http import new_http_client
 from worker.inbox import CELERY_QUEUE, DRAIN_TASK, celery_message
 from worker.processor import ConversationProcessor
-from worker.rulesource import RuleSource
+from worker.rulesource import Refusal, RuleSource, read_publication
 from worker.settings import Settings
 from worker.storage.upgrade import expire_legacy_keys
 from worker.store import ConversationStore, inbox_key, lock_key
@@ -96,12 +98,62 @@ def secret_values(settings: Settings) -> list[str]:
 
 
 def preflight(settings: Settings) -> Ruleset:
-    """What every service checks before it touches Redis: the rule files load, and the
-    credentials they need are set. Raises RulesError or ConfigError (naming the setting)."""
-    ruleset = load_ruleset(settings.rules_path)
-    check_credentials(settings, ruleset)
+    """The ruleset a service will run, or the reason it must not start.
+
+    Rule files that load, with the credentials they need set, are checked without touching
+    Redis (a typo is named at once, even with Redis down). When they are refused, the
+    deployment's published version (rulesource.py) is run instead if this process can run
+    it; otherwise the files' RulesError, or ConfigError naming the unset setting, is raised.
+    Raises ConfigError naming `REDIS_URL` when it is unset.
+    """
+    try:
+        ruleset = load_ruleset(settings.rules_path)
+        check_credentials(settings, ruleset)
+    except (RulesError, ConfigError) as refused:
+        ruleset = _published_instead(settings, refused)
     settings.require_redis_url()
     return ruleset
+
+
+def _published_instead(settings: Settings, refused: RulesError | ConfigError) -> Ruleset:
+    """The published version's ruleset when this process can run it; else raise `refused`."""
+    ruleset = None
+    if settings.redis_url:
+        client = sync_redis(settings.redis_url)
+        try:
+            publication = read_publication(client)
+            if publication is not None:
+                ruleset = load_ruleset_from_texts(publication.files)
+                check_credentials(settings, ruleset)
+        except (redis.RedisError, RulesError, ConfigError):
+            ruleset = None
+        finally:
+            client.close()
+    if ruleset is None:
+        raise refused
+    return ruleset
+
+
+def rule_source(
+    settings: Settings,
+    client: redis.Redis,
+    *,
+    on_refused: Callable[[Refusal], None] | None = None,
+    on_swapped: Callable[[Ruleset], None] | None = None,
+) -> RuleSource:
+    """The process's RuleSource: every version is checked for the credentials it needs (a
+    reload or a publication this process cannot run is refused like a broken file).
+
+    Raises the files' RulesError or ConfigError when they are refused and no published
+    version can be run instead.
+    """
+    return RuleSource(
+        settings.rules_path,
+        client=client,
+        check_runnable=functools.partial(check_credentials, settings),
+        on_refused=on_refused,
+        on_swapped=on_swapped,
+    )
 
 
 class Runtime:
@@ -111,14 +163,13 @@ class Runtime:
         self.settings = settings
         self.redis = sync_redis(settings.require_redis_url())
         self.metrics = WorkerMetrics()
-        self.rules = RuleSource(
-            settings.rules_path,
-            client=self.redis,
+        self.rules = rule_source(
+            settings,
+            self.redis,
             on_refused=lambda _exc: self.metrics.rules_refused.inc(),
             on_swapped=lambda ruleset: self.metrics.use_rules_version(ruleset.version),
         )
         self.metrics.use_rules_version(self.rules.version)
-        check_credentials(settings, self.rules.current())
         self.store = ConversationStore(self.redis, retention=settings.state_retention)
         self.limiter = RateLimiter(self.redis)
         self.parking = ParkingLot(self.redis)

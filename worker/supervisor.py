@@ -91,9 +91,14 @@ def run_up(
     host: str,
     port: int,
     concurrency: int,
+    preflight: Callable[[str], object] | None = None,
     echo: Callable[[str], None] = print,
 ) -> int:
-    """Run the group until Ctrl-C or a child's death; return the exit code."""
+    """Run the group until Ctrl-C or a child's death; return the exit code.
+
+    `preflight(redis_url)` runs once Redis runs (embedded or not) and before any child
+    starts; whatever it raises stops `up` (the embedded Redis too) and propagates.
+    """
     env = dict(os.environ)
     embedded: EmbeddedRedis | None = None
     notes: list[str] = []
@@ -104,6 +109,13 @@ def run_up(
         notes.append(f"redis:    embedded {embedded.url} (append-only, in {STATE_DIR}/)")
     else:
         notes.append("redis:    REDIS_URL")
+    if preflight is not None:
+        try:
+            preflight(embedded.url if embedded is not None else settings.require_redis_url())
+        except BaseException:
+            if embedded is not None:
+                embedded.stop()
+            raise
     if not settings.dry_run and not settings.has_any_credentials():
         env["DRY_RUN"] = "true"
         notes.append("mode:     DRY-RUN (no helpdesk credentials set: decisions only, no calls)")
