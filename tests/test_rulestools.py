@@ -39,10 +39,31 @@ def test_explain_lists_every_rule_and_the_first_failing_condition(
 
 def test_explain_with_state_shows_skipped_actions(capsys: pytest.CaptureFixture[str]) -> None:
     event = str(WEBHOOKS / "message_received_help.json")
-    code, out, _ = run(capsys, "explain", event, "--rules", str(RULES), "--state", "helpwave=42")
+    code, out, _ = run(capsys, "explain", event, "--rules", str(RULES), "--state", "open")
 
     assert code == 0
-    assert "(skipped: HelpWave ticket already open for this conversation)" in out
+    assert "open_ticket" not in out  # its rule wants the ticket closed
+    assert "helpwave.add_comment {" in out
+    assert "(skipped" not in out
+
+
+def test_explain_says_why_a_comment_has_no_helpwave_ticket(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    event = tmp_path / "no-sender.json"
+    body = json.loads((WEBHOOKS / "message_received_help.json").read_text())
+    del body["data"]["from"]  # the mirror creates no ticket without the customer's number
+    event.write_text(json.dumps(body))
+
+    code, out, _ = run(capsys, "explain", str(event), "--rules", str(RULES))
+    stored, out2, _ = run(
+        capsys, "explain", str(event), "--rules", str(RULES), "--state", "helpwave=42"
+    )
+
+    assert (code, stored) == (0, 0)
+    assert "(skipped: no HelpWave ticket for this conversation)" in out
+    assert "helpwave.add_comment {" in out2
+    assert "(skipped" not in out2
 
 
 def test_explain_json_is_the_stored_decision_format(capsys: pytest.CaptureFixture[str]) -> None:

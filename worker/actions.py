@@ -3,6 +3,11 @@
 `ActionExecutor.execute` makes the calls for one action and returns the outcome and the
 conversation state it leads to. It never retries: errors from the error tree propagate to
 the processor, which owns the one retry layer.
+
+HelpWave: the conversation's ticket id is stored in its state by the create that made it.
+A create first looks the stored ticket up (`GET /tickets/{id}`) and reuses it unless
+HelpWave answers that it is closed or gone; a comment goes to the id stored when it is
+carried out, so comments after a replacing create go to the new ticket.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from worker.engine.model import (
     Event,
     PlannedAction,
 )
+from worker.engine.planning import NO_CONVERSATION, Projection, plan_action
 from worker.errors import ActionError, ConfigError
 from worker.helpdesks.awalchat import AwalChatClient
 from worker.helpdesks.helpwave import HelpWaveClient
@@ -72,7 +78,7 @@ class ActionExecutor:
         """Make the calls `action` needs; raise a HelpdeskError when one fails."""
         conversation = event.conversation_id
         if conversation is None:
-            return ActionOutcome("skipped", state, {"reason": "event has no conversation"})
+            return ActionOutcome("skipped", state, {"reason": NO_CONVERSATION})
         if action.kind in (OPEN_TICKET, CLOSE_TICKET):
             return self._ticket(action, conversation, state)
         if action.kind == HELPWAVE_CREATE_TICKET:
@@ -111,15 +117,20 @@ class ActionExecutor:
     def _create_ticket(
         self, action: PlannedAction, event: Event, state: ConversationState
     ) -> ActionOutcome:
+        """Reuse the stored ticket ("already") unless HelpWave answers that it is closed or
+        gone (404); else create one for the customer (found or created by phone number) and
+        store its id ("done", naming the ticket it replaced). Either way the planned create
+        is resolved (`helpwave_ticket_planned` cleared)."""
         client = self._helpwave_client()
-        if state.helpwave_ticket_id is not None:
-            existing = client.get_ticket(state.helpwave_ticket_id)
-            if existing is not None and existing.is_open:
-                return ActionOutcome(
-                    "already",
-                    state.evolve(helpwave_ticket_open=True),
-                    {"ticket_id": existing.id},
-                )
+        resolved = state.evolve(helpwave_ticket_planned=False)
+        stored = state.helpwave_ticket_id
+        replaced: dict[str, str] = {}
+        if stored is not None:
+            existing = client.get_ticket(stored)
+            if existing is not None and not existing.closed:
+                return ActionOutcome("already", resolved, {"ticket_id": existing.id})
+            because = "not found" if existing is None else "closed"
+            replaced = {"replaced": stored, "replaced_because": because}
         phone = customer_phone(event)
         if phone is None:
             raise ActionError(
@@ -130,18 +141,20 @@ class ActionExecutor:
         ticket_id = client.create_ticket(fields)
         return ActionOutcome(
             "done",
-            state.evolve(helpwave_ticket_id=ticket_id, helpwave_ticket_open=True),
-            {"ticket_id": ticket_id, "customer_id": customer_id},
+            resolved.evolve(helpwave_ticket_id=ticket_id),
+            {"ticket_id": ticket_id, "customer_id": customer_id, **replaced},
         )
 
     def _add_comment(self, action: PlannedAction, state: ConversationState) -> ActionOutcome:
+        """Add the comment to the ticket stored now; skipped ("skipped", with the reason)
+        when none is stored (the create planned before it failed) or the text is blank."""
         client = self._helpwave_client()
         ticket_id = state.helpwave_ticket_id
-        if ticket_id is None:
-            return ActionOutcome("skipped", state, {"reason": "no HelpWave ticket known"})
-        text = str(action.params.get("text", ""))
-        if not text.strip():
-            return ActionOutcome("skipped", state, {"reason": "comment text is empty"})
+        stored = Projection(state.ticket_open, ticket_id, helpwave_ticket_planned=False)
+        reason, _ = plan_action(action.kind, action.params, stored, has_conversation=True)
+        if reason is not None or ticket_id is None:  # no id stored: NO_HELPWAVE_TICKET
+            return ActionOutcome("skipped", state, {"reason": reason})
+        text = str(action.params["text"])
         optional = {k: action.params[k] for k in _COMMENT_FIELDS if k in action.params}
         client.add_comment(
             ticket_id,

@@ -108,7 +108,7 @@ def parse_state(values: list[str]) -> ConversationState:
         if value in ("open", "closed"):
             state = state.evolve(ticket_open=value == "open")
         elif value.startswith("helpwave="):
-            state = state.evolve(helpwave_ticket_id=value[9:], helpwave_ticket_open=True)
+            state = state.evolve(helpwave_ticket_id=value[9:])
         elif value.startswith("cooldown="):
             rule, _, until = value[9:].partition(":")
             try:

@@ -84,13 +84,16 @@ def reference_decision(
     """The decision as the engine made it before it was compiled, built eagerly.
 
     Every listening rule's explaining check, in order; every action planned one at a time
-    against a projected state. `evaluate` must give an equal decision.
+    against a projected state, its skips written out here as rules.md states them (not read
+    from `worker.engine.planning`). `evaluate` must give an equal decision.
     """
     now = _aware(now)
     moment = now if event.timestamp is None else _aware(event.timestamp)
     context = Context(event.payload, state.ticket_open, moment)
     cooldowns = {n: _aware(u) for n, u in state.cooldowns.items() if _aware(u) > now}
-    projected = _Projected(state.ticket_open, state.helpwave_ticket_id, state.helpwave_ticket_open)
+    projected = _Projected(
+        state.ticket_open, state.helpwave_ticket_id, state.helpwave_ticket_planned
+    )
     modes = {f.name: f.mode for f in rules.rule_files}
     outcomes: list[RuleOutcome] = []
     actions: list[PlannedAction] = []
@@ -129,7 +132,7 @@ def reference_decision(
                 stopped_by = rule.name
             if first_match:
                 first_matched[rule.file] = rule.name
-    after = ConversationState(projected.open, projected.hw_id, projected.hw_open, cooldowns)
+    after = ConversationState(projected.open, projected.hw_id, projected.hw_planned, cooldowns)
     return Decision(
         rules.version, event.name, event.conversation_id, tuple(outcomes), tuple(actions), after
     )
@@ -138,8 +141,8 @@ def reference_decision(
 @dataclass
 class _Projected:
     open: bool
-    hw_id: str | None
-    hw_open: bool
+    hw_id: str | None  # never changed by a decision: the executor stores it
+    hw_planned: bool
 
 
 def _skip(
@@ -156,11 +159,9 @@ def _skip(
             return "ticket already closed"
         projected.open = False
     elif kind == "helpwave.create_ticket":
-        if projected.hw_open:
-            return "HelpWave ticket already open for this conversation"
-        projected.hw_open, projected.hw_id = True, None
+        projected.hw_planned = True  # never skipped: carrying it out looks the ticket up
     elif kind == "helpwave.add_comment":
-        if projected.hw_id is None and not projected.hw_open:
+        if projected.hw_id is None and not projected.hw_planned:
             return "no HelpWave ticket for this conversation"
         text = params.get("text")
         if not isinstance(text, str) or not text.strip():

@@ -24,9 +24,7 @@ from worker.engine import evaluate, load_ruleset, load_ruleset_from_texts
 from worker.engine.model import ConditionFailure, ConversationState, Decision, Event
 
 OPEN = ConversationState(ticket_open=True)
-HELPWAVE_OPEN = ConversationState(
-    helpwave_ticket_id="987654321012345678", helpwave_ticket_open=True
-)
+HELPWAVE_STORED = ConversationState(helpwave_ticket_id="987654321012345678")
 
 
 def test_the_example_rules_open_a_ticket_and_mirror_a_help_request() -> None:
@@ -45,7 +43,7 @@ def test_the_example_rules_open_a_ticket_and_mirror_a_help_request() -> None:
         "Channel": "Helpwave",
     }
     assert decision.conversation_id == "1042"
-    assert decision.state_after == ConversationState(ticket_open=True, helpwave_ticket_open=True)
+    assert decision.state_after == ConversationState(ticket_open=True, helpwave_ticket_planned=True)
 
 
 def test_the_example_rules_close_on_thanks_and_still_mirror_the_message() -> None:
@@ -297,42 +295,31 @@ rules:
 """
 
 
-def test_a_helpwave_ticket_planned_in_the_decision_counts_as_open() -> None:
+def test_a_helpwave_create_is_never_skipped_when_decided() -> None:
+    # Whether HelpWave still has a ticket open is looked up when the create is carried out
+    # (reused while open): the engine plans every create, a second one in a decision too.
     decision = decide(ruleset(HELPWAVE), make_event(data={"conversation_id": 7, "body": "hi"}))
 
     assert planned(decision) == [
         ("helpwave.create_ticket", None),
         ("helpwave.add_comment", None),
-        ("helpwave.create_ticket", "HelpWave ticket already open for this conversation"),
+        ("helpwave.create_ticket", None),
     ]
-    assert decision.state_after.helpwave_ticket_open is True
+    assert decision.state_after.helpwave_ticket_planned is True
     assert decision.state_after.helpwave_ticket_id is None
 
 
-def test_an_open_helpwave_ticket_is_not_created_again() -> None:
+def test_a_stored_helpwave_ticket_is_left_for_the_executor_to_look_up() -> None:
     decision = decide(
-        ruleset(HELPWAVE), make_event(data={"conversation_id": 7, "body": "hi"}), HELPWAVE_OPEN
-    )
-
-    assert planned(decision)[0] == (
-        "helpwave.create_ticket",
-        "HelpWave ticket already open for this conversation",
-    )
-    assert decision.state_after.helpwave_ticket_id == "987654321012345678"
-
-
-def test_a_closed_helpwave_ticket_is_replaced_by_a_new_one() -> None:
-    closed = ConversationState(helpwave_ticket_id="1", helpwave_ticket_open=False)
-
-    decision = decide(
-        ruleset(HELPWAVE), make_event(data={"conversation_id": 7, "body": "hi"}), closed
+        ruleset(HELPWAVE), make_event(data={"conversation_id": 7, "body": "hi"}), HELPWAVE_STORED
     )
 
     assert planned(decision)[0] == ("helpwave.create_ticket", None)
-    assert decision.state_after.helpwave_ticket_id is None
+    assert decision.state_after.helpwave_ticket_id == "987654321012345678"  # only stored later
+    assert decision.state_after.helpwave_ticket_planned is True
 
 
-def test_a_comment_needs_a_helpwave_ticket_known_or_planned() -> None:
+def test_a_comment_needs_a_helpwave_ticket_stored_or_planned() -> None:
     rules = ruleset(
         """\
         version: 1
@@ -344,14 +331,29 @@ def test_a_comment_needs_a_helpwave_ticket_known_or_planned() -> None:
     assert planned(decide(rules, make_event())) == [
         ("helpwave.add_comment", "no HelpWave ticket for this conversation")
     ]
-    known = ConversationState(helpwave_ticket_id="1")
-    assert planned(decide(rules, make_event(), known)) == [("helpwave.add_comment", None)]
+    for state in (HELPWAVE_STORED, ConversationState(helpwave_ticket_planned=True)):
+        decision = decide(rules, make_event(), state)
+        assert planned(decision) == [("helpwave.add_comment", None)]
+        assert decision.state_after == state
 
 
 def test_a_comment_whose_text_comes_out_empty_is_skipped() -> None:
-    decision = decide(ruleset(HELPWAVE), make_event(data={"conversation_id": 7}), HELPWAVE_OPEN)
+    decision = decide(ruleset(HELPWAVE), make_event(data={"conversation_id": 7}), HELPWAVE_STORED)
 
     assert planned(decision)[1] == ("helpwave.add_comment", "comment text is empty")
+
+
+def test_a_state_stored_by_an_older_version_still_loads() -> None:
+    # Older versions projected `helpwave_ticket_open`; open with no id meant a create decided
+    # whose id was not stored yet.
+    created = {"ticket_open": True, "helpwave_ticket_id": "9", "helpwave_ticket_open": True}
+    pending = {"ticket_open": False, "helpwave_ticket_id": None, "helpwave_ticket_open": True}
+
+    assert ConversationState.from_json(created) == ConversationState(True, "9", False)
+    assert ConversationState.from_json(pending) == ConversationState(False, None, True)
+    assert ConversationState.from_json({}) == ConversationState()
+    state = ConversationState(True, "9", True, {"r": NOW})
+    assert ConversationState.from_json(state.to_json()) == state
 
 
 def test_actions_of_an_event_without_a_conversation_are_skipped() -> None:
@@ -404,7 +406,7 @@ def test_placeholders_are_substituted_never_evaluated() -> None:
     body = "{{ data.secret }} __import__('os')"
     event = make_event(data={"conversation_id": 1, "body": body, "secret": "s3cret"})
 
-    (action,) = decide(rules, event, HELPWAVE_OPEN).actions
+    (action,) = decide(rules, event, HELPWAVE_STORED).actions
 
     assert action.params["text"] == f"said: {body}"
 
@@ -478,7 +480,7 @@ RULE_NAMES = sorted({r.name for rules in RULESETS for r in rules.rules})
         ConversationState,
         ticket_open=st.booleans(),
         helpwave_ticket_id=st.none() | st.text(max_size=20),
-        helpwave_ticket_open=st.booleans(),
+        helpwave_ticket_planned=st.booleans(),
         cooldowns=st.dictionaries(st.sampled_from(RULE_NAMES), MOMENTS, max_size=3),
     ),
     now=MOMENTS,

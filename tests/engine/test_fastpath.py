@@ -132,7 +132,7 @@ MOMENTS = st.datetimes(
         ConversationState,
         ticket_open=st.booleans(),
         helpwave_ticket_id=st.none() | st.just("hw1"),
-        helpwave_ticket_open=st.booleans(),
+        helpwave_ticket_planned=st.booleans(),
         cooldowns=st.dictionaries(st.sampled_from(NAMES), MOMENTS, max_size=3),
     ),
     now=MOMENTS,
@@ -171,14 +171,13 @@ def test_the_opaque_fallback_decides_the_same(body: Any, ticket_open: bool) -> N
 
 
 OUR_NAMES = frozenset(
-    {"build", "decide", "payload", "t", "moment", "cool", "nc", "to", "hid", "ho", "names"}
+    {"build", "decide", "payload", "t", "moment", "cool", "nc", "to", "hid", "hp", "names"}
     | {"acts", "started", "p", "s", "a", "d", "x", "out", "append", "get", "copy", "strip"}
     | {"casefold", "startswith", "endswith", "type", "len", "dict", "str", "not", "and", "or"}
     | {"is", "in", "if", "elif", "else", "def", "return", "True", "False", "None", "__dict__"}
-    | {"M", "R", "F", "N", "E", "W", "H", "U", "S", "CS", "T", "NEW", "PA"}
-    | {"X0", "X1", "X2", "X3", "X4"}
+    | {"M", "R", "F", "N", "E", "W", "H", "U", "S", "B", "T", "NEW", "PA"}
 )
-OUR_STRINGS = frozenset({"'rule'", "'index'", "'kind'", "'params'", "'skip_reason'", "'text'"})
+OUR_STRINGS = frozenset({"'rule'", "'index'", "'kind'", "'params'", "'skip_reason'"})
 
 
 def assert_only_our_own_tokens(source: str) -> None:

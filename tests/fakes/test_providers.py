@@ -280,7 +280,7 @@ def test_helpwave_flow_through_the_real_client(http: TestClient) -> None:
     assert client.get_ticket(ticket_id) == HelpWaveTicket(ticket_id, is_open=True)
     client.add_comment(ticket_id, "hello")
     FakeControl(http).close_helpwave_ticket(ticket_id)
-    assert client.get_ticket(ticket_id) == HelpWaveTicket(ticket_id, is_open=False)
+    assert client.get_ticket(ticket_id) == HelpWaveTicket(ticket_id, is_open=False, closed=True)
     assert client.get_ticket("123") is None
     state = FakeControl(http).state()["helpwave"]
     assert state["comments"][ticket_id][0]["isFromShop"] is False

@@ -122,7 +122,7 @@ def test_create_ticket_with_an_unreadable_success_body_is_rejected(content: byte
 
 
 @pytest.mark.parametrize(
-    ("human", "is_open"),
+    ("human", "is_open", "closed"),
     [
         (
             {
@@ -132,14 +132,17 @@ def test_create_ticket_with_an_unreadable_success_body_is_rejected(content: byte
                 "closedAt": None,
             },
             True,
+            False,
         ),
-        ({"id": 5, "HumanTicketStatus": "OPEN", "closedAt": "2024-01-02T00:00:00Z"}, False),
-        ({"id": 5, "HumanTicketStatus": "CLOSED", "closedAt": None}, False),
-        ({"id": 5}, False),
-        (None, False),
+        ({"id": 5, "HumanTicketStatus": "OPEN", "closedAt": "2024-01-02T00:00:00Z"}, False, True),
+        ({"id": 5, "HumanTicketStatus": "CLOSED", "closedAt": None}, False, True),
+        ({"id": 5}, False, True),
+        (None, False, False),  # no HumanTicket (created without isOpenedTicket): not closed
     ],
 )
-def test_get_ticket_reads_the_open_state(human: dict[str, Any] | None, is_open: bool) -> None:
+def test_get_ticket_reads_the_open_state(
+    human: dict[str, Any] | None, is_open: bool, closed: bool
+) -> None:
     body = {
         "success": True,
         "ticket": {"id": "987654321012345678", "Channel": "Mail", "HumanTicket": human},
@@ -147,7 +150,7 @@ def test_get_ticket_reads_the_open_state(human: dict[str, Any] | None, is_open: 
     client, recorder, http = make_client(answer(200, body))
     with http:
         assert client.get_ticket("987654321012345678") == HelpWaveTicket(
-            "987654321012345678", is_open
+            "987654321012345678", is_open, closed
         )
     request = recorder.requests[0]
     assert (request.method, str(request.url)) == (

@@ -9,8 +9,9 @@ file:line:column and the file is refused whole. Its format::
         event: events/help.json     # a webhook body: a file (relative to this file) or inline
         state:                      # optional; this is the default (a conversation never seen)
           ticket: closed            # open | closed: the AwalChat ticket
-          helpwave_ticket: none     # none | open | closed: the conversation's HelpWave ticket
-          helpwave_ticket_id: 987   # optional: its id, when known
+          helpwave_ticket: none     # none | open | closed: has the conversation a HelpWave
+                                    # ticket (open and closed decide the same, see below)
+          helpwave_ticket_id: 987   # optional: its id (implies a ticket)
           cooldowns: {close-on-thanks: 5m}   # rule -> time left (30s, 10m, 2h) or ISO end
         now: 2024-05-14T09:30:00Z   # optional: defaults to the event's timestamp
         expect:                     # the actions carried out, in order; [] for none
@@ -21,6 +22,11 @@ file:line:column and the file is refused whole. Its format::
 
 `expect` lists the actions that would be carried out; actions the engine plans but skips
 (open while open, ...) are compared only against `skipped`, when the case gives it.
+
+A case decides what the engine decides, without calling HelpWave: a `helpwave.create_ticket`
+is carried out whether the conversation's HelpWave ticket is open or closed there (the
+worker looks the stored ticket up when it carries the create out, and reuses it while it is
+open), so `helpwave_ticket: open` and `closed` only say that the conversation has one.
 """
 
 from __future__ import annotations
@@ -256,10 +262,12 @@ class _CaseReader:
         model = validate(StateModel, to_plain(value), value, self.source)
         if model is None:
             return None
+        ticket_id = model.helpwave_ticket_id
         state = ConversationState(
             ticket_open=model.ticket == "open",
-            helpwave_ticket_id=model.helpwave_ticket_id,
-            helpwave_ticket_open=model.helpwave_ticket == "open",
+            helpwave_ticket_id=ticket_id,
+            # A ticket named without its id: one whose id the worker is about to store.
+            helpwave_ticket_planned=ticket_id is None and model.helpwave_ticket != "none",
         )
         cooldowns: dict[str, timedelta | datetime] = {}
         for rule, text in model.cooldowns.items():

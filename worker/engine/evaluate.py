@@ -2,7 +2,8 @@
 
 Every rule gets an outcome, in ruleset order. Conditions (`ticket:` included) see the state
 as it was when the event arrived; planned actions track a projected state through the
-decision, so an action that would change nothing is recorded with its `skip_reason`.
+decision, so an action that would change nothing is recorded with its `skip_reason` (how
+each action kind is planned: `planning`).
 
 Two paths decide the same thing: the ruleset's compiled deciders (`fastpath`) find the rules
 that act and plan their actions for every event; `explain` runs the explaining checks to say
@@ -16,14 +17,6 @@ from datetime import UTC, datetime
 from functools import partial
 
 from worker.engine.checks import Context
-from worker.engine.fastpath import (
-    EMPTY_COMMENT,
-    HELPWAVE_ALREADY_OPEN,
-    NO_CONVERSATION,
-    NO_HELPWAVE_TICKET,
-    TICKET_ALREADY_CLOSED,
-    TICKET_ALREADY_OPEN,
-)
 from worker.engine.model import (
     ConversationState,
     Decision,
@@ -32,11 +25,17 @@ from worker.engine.model import (
     conversation_state,
     rule_outcome,
 )
+from worker.engine.planning import (
+    EMPTY_COMMENT,
+    NO_CONVERSATION,
+    NO_HELPWAVE_TICKET,
+    TICKET_ALREADY_CLOSED,
+    TICKET_ALREADY_OPEN,
+)
 from worker.engine.ruleset import Ruleset
 
 __all__ = [
     "EMPTY_COMMENT",
-    "HELPWAVE_ALREADY_OPEN",
     "NO_CONVERSATION",
     "NO_HELPWAVE_TICKET",
     "TICKET_ALREADY_CLOSED",
@@ -68,15 +67,16 @@ def evaluate(
     cooldowns = _running(state.cooldowns, now) if state.cooldowns else {}
     ticket_open = state.ticket_open
     decide = plan.deciders.get(event.name, plan.other_decider)
-    matched, actions, ticket_open, helpwave_id, helpwave_open, started = decide(
+    helpwave_id = state.helpwave_ticket_id
+    matched, actions, ticket_open, helpwave_planned, started = decide(
         payload,
         ticket_open,
         moment,
         cooldowns,
         event.conversation_id is None,
         ticket_open,
-        state.helpwave_ticket_id,
-        state.helpwave_ticket_open,
+        helpwave_id,
+        state.helpwave_ticket_planned,
     )
     if started:
         cooldowns = dict(cooldowns)
@@ -88,7 +88,7 @@ def evaluate(
         event.conversation_id,
         partial(explain, ruleset, event, state, now),
         tuple(actions),
-        conversation_state(ticket_open, helpwave_id, helpwave_open, cooldowns),
+        conversation_state(ticket_open, helpwave_id, helpwave_planned, cooldowns),
         tuple(matched),
     )
 

@@ -7,14 +7,16 @@ as straight-line Python: each distinct path is resolved once per event (sharing 
 its text casefolded or parsed as a number once, and its `matches` patterns searched together
 (`patternsets`) when the first is needed; then every rule's bool-only
 predicate runs in ruleset order, honouring `first_match`, `stop` and running cooldowns
-exactly as the explaining loop does, and a rule that acts plans its actions inline (the skip
-logic of each action kind written out, the projected ticket state held in locals).
+exactly as the explaining loop does, and a rule that acts plans its actions inline: each
+action kind's skips and effect compiled from its entry in `planning.PLANNING` (the one
+statement of them), the projected state held in locals.
 
 SAFETY: no text from a rule file ever appears in generated source. Every value a rule holds
-(operator arguments, path segments, rule names, compiled patterns, tests, windows) is passed
-in as a constant and referenced by an identifier this module makes up (`c17`); the source is
-made only of those identifiers, our own locals (`v3`, `f3`, `g0`), small integers we count,
-operators and keywords. A condition too deep to compile as one expression, or of a shape this
+(operator arguments, path segments, rule names, compiled patterns, tests, windows), and
+every text of `planning` (skip reasons, parameter names), is passed in as a constant and
+referenced by an identifier this module makes up (`c17`); the source is made only of those
+identifiers, our own locals (`v3`, `f3`, `g0`), small integers we count, operators and
+keywords. A condition too deep to compile as one expression, or of a shape this
 module does not know, calls its explaining check instead. The namespace the code runs in
 holds nothing but the helpers below, so a rule value such as `__import__('os')` stays a value.
 """
@@ -39,46 +41,31 @@ from worker.engine.checks import (
     TicketShape,
     TimeShape,
 )
-from worker.engine.model import (
-    CLOSE_TICKET,
-    HELPWAVE_ADD_COMMENT,
-    HELPWAVE_CREATE_TICKET,
-    OPEN_TICKET,
-    PlannedAction,
-)
+from worker.engine.model import PlannedAction
 from worker.engine.operators import compile_pattern, needle, number_of, text_of
 from worker.engine.paths import MISSING, as_text, resolve
 from worker.engine.patternsets import PatternSet
+from worker.engine.planning import (
+    NO_CONVERSATION,
+    NoHelpWaveTicket,
+    SkipTest,
+    TicketIs,
+    is_blank,
+    planning_of,
+)
 from worker.engine.templates import compile_value, text_pieces
 from worker.engine.timing import TimeWindow
 
 # Called as decide(payload, ticket open when the event arrived, its moment, running
-# cooldowns, event has no conversation, projected ticket open, HelpWave id, HelpWave open);
-# returns (names of the rules that act, their planned actions, the projected ticket open,
-# HelpWave id and HelpWave open after them, ((rule, cooldown) started, ...)).
-Decided = tuple[
-    list[str], list[PlannedAction], bool, str | None, bool, tuple[tuple[str, timedelta], ...]
-]
+# cooldowns, event has no conversation, then the projection (planning.Projection): ticket
+# open, HelpWave ticket id, HelpWave ticket planned); returns (names of the rules that act,
+# their planned actions, the projected ticket open and HelpWave ticket planned after them,
+# ((rule, cooldown) started, ...)). The HelpWave ticket id is only read: no action sets it.
+Decided = tuple[list[str], list[PlannedAction], bool, bool, tuple[tuple[str, timedelta], ...]]
 Decider = Callable[
     [Mapping[str, Any], bool, datetime, Mapping[str, datetime], bool, bool, str | None, bool],
     Decided,
 ]
-
-NO_CONVERSATION: Final = "event has no conversation"
-TICKET_ALREADY_OPEN: Final = "ticket already open"
-TICKET_ALREADY_CLOSED: Final = "ticket already closed"
-HELPWAVE_ALREADY_OPEN: Final = "HelpWave ticket already open for this conversation"
-NO_HELPWAVE_TICKET: Final = "no HelpWave ticket for this conversation"
-EMPTY_COMMENT: Final = "comment text is empty"
-
-# Action kinds as a decider tells them apart (OTHER: no effect on the projected state).
-OPEN, CLOSE, CREATE, COMMENT, OTHER = range(5)
-ACTION_CODES: Final = {
-    OPEN_TICKET: OPEN,
-    CLOSE_TICKET: CLOSE,
-    HELPWAVE_CREATE_TICKET: CREATE,
-    HELPWAVE_ADD_COMMENT: COMMENT,
-}
 
 _MAX_DEPTH: Final = 40  # deeper conditions call their explaining check
 
@@ -123,13 +110,6 @@ def _holds(check: Check, payload: Mapping[str, Any], ticket_open: bool, moment: 
     return check(Context(payload, ticket_open, moment)) is None
 
 
-def _comment_skip(params: Mapping[str, Any]) -> str | None:
-    text = params.get("text")
-    if not isinstance(text, str) or not text.strip():
-        return EMPTY_COMMENT
-    return None
-
-
 _HELPERS: Final[dict[str, Any]] = {
     "M": MISSING,
     "R": resolve,
@@ -137,15 +117,10 @@ _HELPERS: Final[dict[str, Any]] = {
     "N": number_of,
     "W": _in_window,
     "H": _holds,
-    "CS": _comment_skip,
+    "B": is_blank,
     "T": as_text,
     "NEW": object.__new__,
     "PA": PlannedAction,
-    "X0": NO_CONVERSATION,
-    "X1": TICKET_ALREADY_OPEN,
-    "X2": TICKET_ALREADY_CLOSED,
-    "X3": HELPWAVE_ALREADY_OPEN,
-    "X4": NO_HELPWAVE_TICKET,
 }
 
 
@@ -158,11 +133,19 @@ class _Source:
         self.paths: dict[tuple[str, ...], str] = {}
         self.derived: dict[tuple[str, str], str] = {}
         self.pattern_sets: dict[str, tuple[str, list[Any]]] = {}
+        self.shared: dict[str, str] = {}
         self.names = itertools.count()
 
     def const(self, value: Any) -> str:
         self.constants.append(value)
         return f"c{len(self.constants) - 1}"
+
+    def text(self, value: str) -> str:
+        """A constant for a text used again and again (skip reasons), made once."""
+        known = self.shared.get(value)
+        if known is None:
+            known = self.shared[value] = self.const(value)
+        return known
 
     def path(self, segments: tuple[str, ...]) -> str:
         """The local holding the value at `segments` (MISSING when absent), fetched once."""
@@ -294,20 +277,33 @@ def _expression(src: _Source, shape: Shape | None, check: Check, depth: int = 0)
     return "(" + joiner.join(parts) + ")"
 
 
-_SKIPS: Final = {  # per action code: how the projection decides the skip reason `s`
-    OPEN: ("elif to:", "    s = X1", "else:", "    s = None", "    to = True"),
-    CLOSE: ("elif not to:", "    s = X2", "else:", "    s = None", "    to = False"),
-    CREATE: ("elif ho:", "    s = X3", "else:", "    s = None", "    ho = True", "    hid = None"),
-    COMMENT: (
-        "elif hid is None and not ho:",
-        "    s = X4",
-        "else:",
-        "    x = p.get('text')",  # the skip test of an empty comment, CS for the general case
-        "    s = None if type(x) is str and x.strip() else CS(p)",
-    ),
-    OTHER: ("else:", "    s = None"),
-}
-_RESULT: Final = "return names, acts, to, hid, ho, started"
+_RESULT: Final = "return names, acts, to, hp, started"
+
+
+def _skip_test(src: _Source, test: SkipTest) -> str:
+    """A bool expression for `test` (see `planning.holds`) over the projection's locals
+    `to`, `hid`, `hp` and the action's params `p`."""
+    if isinstance(test, TicketIs):
+        return "to" if test.open else "not to"
+    if isinstance(test, NoHelpWaveTicket):
+        return "hid is None and not hp"
+    # BlankText: decided inline for a plain str, by `is_blank` for anything else
+    return f"not (type(x := p.get({src.const(test.param)})) is str and x.strip()) and B(x)"
+
+
+def _planning(src: _Source, kind: str) -> list[str]:
+    """Lines setting the skip reason `s` of an action of `kind` whose params are in `p`, and
+    applying its effect to the projection when it is not skipped (`planning.plan_action`)."""
+    planning = planning_of(kind)
+    lines = ["if nc:", f"    s = {src.text(NO_CONVERSATION)}"]
+    for skip in planning.skips:
+        lines += [f"elif {_skip_test(src, skip.test)}:", f"    s = {src.text(skip.reason)}"]
+    lines += ["else:", "    s = None"]
+    if planning.sets_ticket_open is not None:
+        lines.append(f"    to = {'True' if planning.sets_ticket_open else 'False'}")
+    if planning.plans_helpwave_ticket:
+        lines.append("    hp = True")
+    return lines
 
 
 def _params(src: _Source, step: ActionStep) -> list[str]:
@@ -345,7 +341,7 @@ def _plan(src: _Source, entry: RuleEntry) -> list[str]:
     lines = [f"names.append({name})"]
     for step in entry.actions:
         lines += _params(src, step)
-        lines += ["if nc:", "    s = X0", *_SKIPS[ACTION_CODES.get(step.kind, OTHER)]]
+        lines += _planning(src, step.kind)
         lines += [
             "a = NEW(PA)",
             "d = a.__dict__",
@@ -385,7 +381,7 @@ def generate(entries: Sequence[RuleEntry], *, opaque: bool = False) -> tuple[str
     head += [f"g{int(group)} = False" for group in groups]
     head += src.prefetch
     lines = [f"def build({', '.join(f'c{i}' for i in range(len(src.constants)))}):"]
-    lines.append("    def decide(payload, t, moment, cool, nc, to, hid, ho):")
+    lines.append("    def decide(payload, t, moment, cool, nc, to, hid, hp):")
     lines += [f"        {line}" for line in (*head, *body, _RESULT)]
     lines.append("    return decide")
     for constant, patterns in src.pattern_sets.values():

@@ -44,18 +44,27 @@ class Event:
 
 @dataclass(frozen=True, init=False)
 class ConversationState:
-    """What the worker knows of one conversation before an event is decided."""
+    """What the worker knows of one conversation before an event is decided.
+
+    `ticket_open`: the AwalChat ticket, as projected by every decision so far (see
+    `planning`). `helpwave_ticket_id`: the conversation's latest HelpWave ticket; only the
+    executor writes it (from a create's answer), and whether HelpWave still has it open is
+    looked up when a create is carried out, never stored here. `helpwave_ticket_planned`: a
+    HelpWave create was decided since that id was stored (it may still be waiting, have
+    been dry-run, or have failed); comments decided meanwhile are planned, and find the
+    stored id, if any, when they are carried out.
+    """
 
     ticket_open: bool = False
     helpwave_ticket_id: str | None = None
-    helpwave_ticket_open: bool = False
+    helpwave_ticket_planned: bool = False
     cooldowns: Mapping[str, datetime] = field(default_factory=dict)  # rule name -> until (UTC)
 
     def __init__(
         self,
         ticket_open: bool = False,
         helpwave_ticket_id: str | None = None,
-        helpwave_ticket_open: bool = False,
+        helpwave_ticket_planned: bool = False,
         cooldowns: Mapping[str, datetime] | None = None,
     ) -> None:
         # The dataclass __init__, without one object.__setattr__ per field: one is made
@@ -63,23 +72,34 @@ class ConversationState:
         fields = self.__dict__
         fields["ticket_open"] = ticket_open
         fields["helpwave_ticket_id"] = helpwave_ticket_id
-        fields["helpwave_ticket_open"] = helpwave_ticket_open
+        fields["helpwave_ticket_planned"] = helpwave_ticket_planned
         fields["cooldowns"] = {} if cooldowns is None else cooldowns
 
     def to_json(self) -> dict[str, Any]:
         return {
             "ticket_open": self.ticket_open,
             "helpwave_ticket_id": self.helpwave_ticket_id,
-            "helpwave_ticket_open": self.helpwave_ticket_open,
+            "helpwave_ticket_planned": self.helpwave_ticket_planned,
             "cooldowns": {name: until.isoformat() for name, until in self.cooldowns.items()},
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ConversationState:
+        """The state `to_json` wrote, or one stored by an older version.
+
+        Older versions stored `helpwave_ticket_open` (a HelpWave ticket projected open)
+        instead of `helpwave_ticket_planned`: open with no id stored meant a create was
+        decided and had not stored its id, which is what `helpwave_ticket_planned` says.
+        """
+        ticket_id = data.get("helpwave_ticket_id")
+        if "helpwave_ticket_planned" in data:
+            planned = bool(data["helpwave_ticket_planned"])
+        else:
+            planned = bool(data.get("helpwave_ticket_open", False)) and ticket_id is None
         return cls(
             ticket_open=bool(data.get("ticket_open", False)),
-            helpwave_ticket_id=data.get("helpwave_ticket_id"),
-            helpwave_ticket_open=bool(data.get("helpwave_ticket_open", False)),
+            helpwave_ticket_id=ticket_id,
+            helpwave_ticket_planned=planned,
             cooldowns={
                 name: datetime.fromisoformat(until)
                 for name, until in dict(data.get("cooldowns", {})).items()
@@ -135,8 +155,8 @@ _new: Final = object.__new__
 class PlannedAction:
     """One action a matched rule asks for, placeholders filled.
 
-    `skip_reason` is set when the action would change nothing (open while open, ...): it is
-    recorded, never sent. `rule` + `index` identify it inside its decision.
+    `skip_reason` is set when the action would change nothing (open while open, ...; see
+    `planning`): it is recorded, never sent. `rule` + `index` identify it inside its decision.
     """
 
     rule: str
@@ -362,7 +382,7 @@ def planned_action(
 def conversation_state(
     ticket_open: bool,
     helpwave_ticket_id: str | None,
-    helpwave_ticket_open: bool,
+    helpwave_ticket_planned: bool,
     cooldowns: Mapping[str, datetime],
 ) -> ConversationState:
     """`ConversationState(...)` with every field given, built as `planned_action` is."""
@@ -370,7 +390,7 @@ def conversation_state(
     fields = state.__dict__
     fields["ticket_open"] = ticket_open
     fields["helpwave_ticket_id"] = helpwave_ticket_id
-    fields["helpwave_ticket_open"] = helpwave_ticket_open
+    fields["helpwave_ticket_planned"] = helpwave_ticket_planned
     fields["cooldowns"] = cooldowns
     return state
 

@@ -2,7 +2,7 @@
 
     POST /api/v1/customers                  find_or_create_customer -> customer id (int)
     POST /api/v1/tickets                    create_ticket -> ticket id (str, 64-bit)
-    GET  /api/v1/tickets/{id}               get_ticket -> HelpWaveTicket | None (404)
+    GET  /api/v1/tickets/{id}               get_ticket -> HelpWaveTicket (open, closed) | None (404)
     POST /api/v1/tickets/{id}/comments      add_comment -> None (any 2xx)
 
 Authentication is the `x-api-key` header; the key never appears in a message. Each method
@@ -30,10 +30,13 @@ VENDOR = "HelpWave"
 
 @dataclass(frozen=True)
 class HelpWaveTicket:
-    """A HelpWave ticket: open when its HumanTicket is `OPEN` with no `closedAt`."""
+    """A HelpWave ticket: open when its HumanTicket is `OPEN` with no `closedAt`; closed when
+    it has a HumanTicket that is not open (an agent closed it). A ticket created without
+    `isOpenedTicket` has no HumanTicket: neither open nor closed."""
 
     id: str
     is_open: bool
+    closed: bool = False
 
 
 class _Customer(BaseModel):
@@ -123,7 +126,7 @@ class HelpWaveClient:
         return str(ticket_id)
 
     def get_ticket(self, ticket_id: str) -> HelpWaveTicket | None:
-        """The ticket and whether it is open, or None when HelpWave answers 404."""
+        """The ticket and whether it is open or closed, or None when HelpWave answers 404."""
         request = self._request("GET", f"/tickets/{quote(ticket_id, safe='')}", None)
         if not ticket_id:
             refuse(request, vendor=VENDOR, reason="ticketId is required")
@@ -138,7 +141,9 @@ class HelpWaveClient:
         human = ticket.human_ticket
         is_open = human is not None and human.status == "OPEN" and human.closed_at is None
         return HelpWaveTicket(
-            id=ticket_id if ticket.id is None else str(ticket.id), is_open=is_open
+            id=ticket_id if ticket.id is None else str(ticket.id),
+            is_open=is_open,
+            closed=human is not None and not is_open,
         )
 
     def add_comment(
