@@ -31,7 +31,8 @@ from worker.events import parse_webhook
 from worker.helpdesks.helpwave import HelpWaveClient
 from worker.inbox import Inbox
 from worker.processor import ConversationProcessor
-from worker.store import ConversationStore, DeliveryRecord, state_key
+from worker.storage.keys import state as state_key
+from worker.store import ConversationStore, DeliveryRecord
 
 with warnings.catch_warnings():
     # Starlette 1.x asks for `httpx2` behind its TestClient; `httpx` still works.
