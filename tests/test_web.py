@@ -16,10 +16,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 
 from tests.helpers_redis import free_port
+from tests.hostile_bodies import FROZE_THE_RECEIVER
 from worker.engine.model import Event
 from worker.errors import ConfigError, QueueUnavailableError
 from worker.inbox import AcceptResult, Inbox, delivery_id_for, redis_client
-from worker.receiver import MAX_BODY_BYTES
+from worker.receiver import MAX_BODY_BYTES, MAX_HANDSHAKE_BYTES
 from worker.settings import Settings
 from worker.signature import sign
 from worker.web import build_receiver, create_app, receiver_from_env
@@ -119,6 +120,23 @@ def test_handshake_echoes_the_challenge_signed_or_not(
     body = b'{"type": "verification", "challenge": "random_string_here"}'
     assert receiver.post(body, headers) == (200, {"challenge": "random_string_here"})
     assert receiver.keys() == []
+
+
+def test_unsigned_handshake_over_the_handshake_size_is_refused_unread(receiver: Receiver) -> None:
+    def handshake(size: int) -> bytes:
+        head = b'{"type": "verification", "challenge": "c"'
+        return head + b" " * (size - len(head) - 1) + b"}"
+
+    assert receiver.post(handshake(MAX_HANDSHAKE_BYTES)) == (200, {"challenge": "c"})
+    status, answer = receiver.post(handshake(MAX_HANDSHAKE_BYTES + 1))
+    assert (status, answer) == (401, {"error": "bad_signature", "message": "missing signature"})
+    assert receiver.keys() == []
+
+
+def test_the_body_that_froze_the_receiver_is_a_prompt_401_unsigned(receiver: Receiver) -> None:
+    started = time.monotonic()
+    assert receiver.post(FROZE_THE_RECEIVER)[0] == 401
+    assert time.monotonic() - started < 2.0  # interface.md, "Hostile cost"
 
 
 BAD_SIGNATURES = {
