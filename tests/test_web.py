@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +16,15 @@ import pytest
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
+from starlette.types import Message
 
 from tests.helpers_redis import free_port
 from tests.hostile_bodies import FROZE_THE_RECEIVER
 from worker.engine.model import Event
 from worker.errors import ConfigError, QueueUnavailableError
 from worker.inbox import AcceptResult, Inbox, delivery_id_for, redis_client
-from worker.receiver import MAX_BODY_BYTES, MAX_HANDSHAKE_BYTES
+from worker.metrics import ReceiverMetrics
+from worker.receiver import MAX_BODY_BYTES, MAX_HANDSHAKE_BYTES, READ_TIMEOUT_SECONDS
 from worker.settings import Settings
 from worker.signature import sign
 from worker.web import build_receiver, create_app, receiver_from_env
@@ -255,6 +259,73 @@ async def test_a_client_gone_before_its_body_arrives_gets_no_answer_and_queues_n
     scope = {"type": "http", "method": "POST", "path": URL, "headers": headers}
     await create_app(settings(), RecordingInbox(), now=lambda: NOW)(scope, receive, send)
     assert (sent, accepted) == ([], [])
+
+
+async def call(
+    app: Starlette, body: Callable[[], Awaitable[Message]], sent: list[Message] | None = None
+) -> list[Message]:
+    """What `app` sends (also into `sent`) for a signed POST to the webhook route whose body
+    messages come from `body`."""
+    headers = [(name.lower().encode(), value.encode()) for name, value in signed(BODY).items()]
+    scope = {"type": "http", "method": "POST", "path": URL, "headers": headers}
+    sent = [] if sent is None else sent
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, body, send)
+    return sent
+
+
+async def trickle() -> Message:
+    """One byte every 50 ms, never the last."""
+    await asyncio.sleep(0.05)
+    return {"type": "http.request", "body": b"{", "more_body": True}
+
+
+async def whole_body() -> Message:
+    return {"type": "http.request", "body": BODY, "more_body": False}
+
+
+@pytest.mark.anyio
+async def test_a_body_trickling_past_the_read_timeout_gets_408_while_others_pass() -> None:
+    metrics = ReceiverMetrics()
+    inbox = Inbox(fakeredis.FakeAsyncRedis())
+    app = create_app(settings(), inbox, now=lambda: NOW, metrics=metrics, read_timeout=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    slow = asyncio.create_task(call(app, trickle))
+    await asyncio.sleep(0.1)
+    assert (await call(app, whole_body))[0]["status"] == 202
+    assert not slow.done()
+    start, body = await slow
+    assert 0.3 <= loop.time() - started < 1.0
+    assert start["status"] == 408
+    assert (b"connection", b"close") in start["headers"]  # the rest is not worth reading
+    assert json.loads(body["body"]) == {
+        "error": "request_timeout",
+        "message": "body not complete within 0.3 s",
+    }
+    text = metrics.render()[0].decode()
+    assert 'ticket_worker_webhooks_total{event="none",outcome="request_timeout"} 1.0' in text
+
+
+@pytest.mark.anyio
+async def test_a_request_cancelled_while_its_body_arrives_is_cancelled_not_answered() -> None:
+    app = create_app(settings(), DownInbox(), now=lambda: NOW, read_timeout=0.3)
+    sent: list[Message] = []
+    request = asyncio.create_task(call(app, trickle, sent))
+    await asyncio.sleep(0.1)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    await asyncio.sleep(0.4)  # past the read timeout: nothing fires for a finished request
+    assert sent == []
+
+
+def test_the_read_timeout_is_the_contracts_ten_seconds() -> None:
+    assert READ_TIMEOUT_SECONDS == 10.0
+    assert settings().receiver_read_timeout_seconds == READ_TIMEOUT_SECONDS
 
 
 class DownInbox:
