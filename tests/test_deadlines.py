@@ -17,8 +17,9 @@ async def test_a_key_still_there_when_its_time_is_up_expires_once() -> None:
     expired: list[str] = []
     deadlines = Deadlines(SHORT, expired.append)
     deadlines.add("slow")
+    assert "slow" in deadlines
     await asyncio.sleep(SHORT * 3)
-    assert (expired, len(deadlines)) == (["slow"], 0)
+    assert (expired, len(deadlines), "slow" in deadlines) == (["slow"], 0, False)
 
 
 async def test_a_key_discarded_in_time_never_expires() -> None:

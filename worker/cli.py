@@ -33,12 +33,11 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from worker.delivery.periodic import Periodic
     from worker.logs import configure_logging
     from worker.rulesource import RuleSource
     from worker.runtime import RULES_INTERVAL, preflight, sync_redis
+    from worker.serving import serve
     from worker.web import build_receiver
 
     preflight(settings)  # a bad rule file or a missing credential stops here, named
@@ -51,14 +50,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return {"rules": {"version": rules.version, "refused_change": rules.error}}
 
     app = build_receiver(settings, details=details)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    serve(app, host=args.host, port=args.port, read_timeout=settings.receiver_read_timeout_seconds)
     return 0
 
 

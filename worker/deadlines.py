@@ -42,6 +42,10 @@ class Deadlines(Generic[K]):
     def __len__(self) -> int:
         return len(self._due)
 
+    def __contains__(self, key: object) -> bool:
+        """True while `key`'s deadline runs."""
+        return key in self._due
+
     def add(self, key: K) -> None:
         """Start `key`'s deadline now (again, if it was already running)."""
         loop = asyncio.get_running_loop()
