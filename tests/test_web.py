@@ -18,7 +18,6 @@ from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 from starlette.types import Message
 
-from tests.helpers_redis import free_port
 from tests.hostile_bodies import FROZE_THE_RECEIVER
 from worker.engine.model import Event
 from worker.errors import ConfigError, QueueUnavailableError
@@ -344,8 +343,10 @@ def test_queue_down_is_503_for_a_valid_event() -> None:
         assert http.get("/readyz").status_code == 503
 
 
-def test_real_redis_on_a_closed_port_answers_503_within_two_seconds() -> None:
-    client = redis_client(f"redis://127.0.0.1:{free_port()}/0")
+def test_real_redis_client_answers_503_within_two_seconds_each_when_redis_is_down(
+    down_redis_url: str,
+) -> None:
+    client = redis_client(down_redis_url)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -354,14 +355,15 @@ def test_real_redis_on_a_closed_port_answers_503_within_two_seconds() -> None:
 
     app = create_app(settings(), Inbox(client), now=lambda: NOW, lifespan=lifespan)
     with TestClient(app) as http:
-        started = time.monotonic()
-        assert http.post(URL, content=BODY, headers=signed(BODY)).status_code == 503
-        assert time.monotonic() - started < 2.0
-        started = time.monotonic()
-        ready = http.get("/readyz")
-        assert time.monotonic() - started < 2.0
-    assert ready.status_code == 503
-    assert "redis" in ready.json()["reason"]
+        for _ in range(2):  # the second time on what the first left in the pool
+            started = time.monotonic()
+            assert http.post(URL, content=BODY, headers=signed(BODY)).status_code == 503
+            assert time.monotonic() - started < 2.0  # interface.md, "Redis down"
+            started = time.monotonic()
+            ready = http.get("/readyz")
+            assert time.monotonic() - started < 2.0
+            assert ready.status_code == 503
+            assert "redis" in ready.json()["reason"]
 
 
 def test_healthz(receiver: Receiver) -> None:
