@@ -42,7 +42,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     preflight(settings)  # a bad rule file or a missing credential stops here, named
     configure_logging()
-    rules = RuleSource(settings.rules_path, client=sync_redis(settings.require_redis_url()))
+    # Short bounds: a hung Redis must not hold up the receiver's start (nor its /readyz).
+    rules_client = sync_redis(settings.require_redis_url(), timeout=0.5, retries=0)
+    rules = RuleSource(settings.rules_path, client=rules_client)
     Periodic("rules", RULES_INTERVAL, rules.refresh).start()
 
     def details() -> dict[str, object]:

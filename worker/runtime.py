@@ -58,14 +58,19 @@ def drain_message(conversation: str) -> str:
     return celery_message(DRAIN_TASK, [conversation])
 
 
-def sync_redis(url: str) -> redis.Redis:
-    """A Redis client with bounded timeouts and retries: a dead Redis fails fast."""
+def sync_redis(url: str, *, timeout: float = 5.0, retries: int = 3) -> redis.Redis:
+    """A Redis client with bounded timeouts and retries: a dead Redis fails fast.
+
+    Each attempt waits up to `timeout` for an answer. A Redis that accepts connections and
+    never answers costs a command about 87 s with the defaults (the health-check PING
+    retries inside each retry), 0.5 s with `timeout=0.5, retries=0` (the receiver's).
+    """
     return redis.Redis.from_url(
         url,
-        socket_timeout=5,
-        socket_connect_timeout=2,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 2),
         health_check_interval=10,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
 
