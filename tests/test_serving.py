@@ -15,7 +15,12 @@ from starlette.types import Receive, Scope, Send
 
 from tests.helpers_redis import free_port
 from worker.receiver import READ_TIMEOUT_SECONDS
-from worker.serving import HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES, guarded_http_protocol
+from worker.serving import (
+    DEFAULT_HTTP_PROTOCOL,
+    HEAD_TIMEOUT_SECONDS,
+    MAX_HEAD_BYTES,
+    guarded_http_protocol,
+)
 
 HEAD_TIMEOUT = 0.5
 HEAD = b"POST /echo HTTP/1.1\r\nhost: test\r\ncontent-length: %d\r\n\r\n"
@@ -164,3 +169,9 @@ def test_slow_heads_never_hold_up_other_requests(port: int) -> None:
 
 def test_heads_get_as_long_as_bodies_by_default() -> None:
     assert HEAD_TIMEOUT_SECONDS == READ_TIMEOUT_SECONDS == 10.0
+
+
+def test_the_default_protocol_can_be_named_on_uvicorns_command_line() -> None:
+    config = uvicorn.Config(echo, http="worker.serving:DEFAULT_HTTP_PROTOCOL")
+    config.load()
+    assert config.http_protocol_class is DEFAULT_HTTP_PROTOCOL

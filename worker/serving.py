@@ -101,6 +101,11 @@ def guarded_http_protocol(
     return GuardedHttpToolsProtocol
 
 
+DEFAULT_HTTP_PROTOCOL = guarded_http_protocol()
+"""With the default bounds, by name: `uvicorn --http worker.serving:DEFAULT_HTTP_PROTOCOL`
+(bench/receiver.py runs the receiver so)."""
+
+
 def serve(app: ASGIApp, *, host: str, port: int, read_timeout: float) -> None:
     """Serve `app` until SIGTERM or SIGINT, heads and bodies each bounded by `read_timeout`."""
     uvicorn.run(
