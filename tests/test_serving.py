@@ -161,7 +161,7 @@ def test_slow_heads_never_hold_up_other_requests(port: int) -> None:
             with connect(port) as sock:
                 sock.sendall(request(b"prompt"))
                 assert answer(sock).endswith(b"prompt")
-            assert time.monotonic() - started < 0.5
+            assert time.monotonic() - started < 1.0
     finally:
         for sock in tricklers:
             sock.close()
