@@ -35,6 +35,7 @@ BODY_BYTES = 1024
 SIGNED_BODIES = 120_000
 LATENCY_CONNECTIONS = 16
 OUR_APP = "worker.web:receiver_from_env"
+OUR_PROTOCOL = "worker.serving:DEFAULT_HTTP_PROTOCOL"  # what `ticket-worker serve` runs
 BARE_APP = "bench.receiver_bare:bare_from_env"
 
 
@@ -73,6 +74,8 @@ def uvicorn(app: str, env: dict[str, str], log: Path) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "--factory", app, "--host", "127.0.0.1"]
     command += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
+    if app == OUR_APP:
+        command += ["--http", OUR_PROTOCOL]
     with log.open("wb") as output:
         process = subprocess.Popen(
             command, cwd=ROOT, env={**os.environ, **env}, stdout=output, stderr=output

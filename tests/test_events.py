@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
 
+from tests.hostile_bodies import HOSTILE_BODIES, HostileBody
 from worker.engine.model import Event
 from worker.errors import PayloadError
 from worker.events import MAX_DEPTH, Handshake, parse_webhook
@@ -111,3 +113,28 @@ def test_hostile_body_is_refused_with_400(raw: bytes) -> None:
     with pytest.raises(PayloadError) as caught:
         parse_webhook(raw)
     assert caught.value.status == 400
+
+
+def test_nesting_one_level_over_the_limit_is_refused() -> None:
+    nested = b"[" * MAX_DEPTH + b"]" * MAX_DEPTH
+    with pytest.raises(PayloadError, match="nested deeper"):
+        parse_webhook(b'{"event":"x","deep":' + nested + b"}")
+
+
+def test_many_shallow_containers_are_not_deep() -> None:
+    wide = b"[" + b",".join([b'{"a":[1]}'] * (MAX_DEPTH * 4)) + b"]"
+    assert event(b'{"event":"x","items":' + wide + b"}").name == "x"
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_BODIES, ids=[h.name for h in HOSTILE_BODIES])
+def test_costly_bodies_near_the_size_limit_are_decided_within_the_contracts_two_seconds(
+    hostile: HostileBody,
+) -> None:
+    started = time.perf_counter()
+    try:
+        outcome = 202 if isinstance(parse_webhook(hostile.body), Event) else 200
+    except PayloadError as refusal:
+        outcome = refusal.status
+    elapsed = time.perf_counter() - started
+    assert outcome == hostile.signed_status
+    assert elapsed < 2.0  # interface.md, "Hostile cost": each answered within 2 s

@@ -41,18 +41,18 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from worker.delivery.periodic import Periodic
     from worker.logs import configure_logging
     from worker.runtime import RULES_INTERVAL, preflight, rule_source, sync_redis
+    from worker.serving import serve
     from worker.web import build_receiver
 
     configure_logging()
     # Rule files refused with no published version to run instead, or a missing credential,
     # stop here, named.
     preflight(settings)
-    rules = rule_source(settings, sync_redis(settings.require_redis_url()))
+    # Short bounds: a hung Redis must not hold up the receiver's start (nor its /readyz).
+    rules = rule_source(settings, sync_redis(settings.require_redis_url(), timeout=0.5, retries=0))
     Periodic("rules", RULES_INTERVAL, rules.refresh).start()
 
     def details() -> dict[str, object]:
@@ -60,14 +60,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return {"rules": {"version": rules.version, "refused_change": rules.error}}
 
     app = build_receiver(settings, details=details)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    serve(app, host=args.host, port=args.port, read_timeout=settings.receiver_read_timeout_seconds)
     return 0
 
 

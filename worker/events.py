@@ -5,12 +5,18 @@
 
 - bytes that are not UTF-8 (a byte-order mark included);
 - anything but one JSON object, with a string `event` (a handshake needs no `event`);
-- JSON nested deeper than `MAX_DEPTH` (checked before parsing, so no RecursionError);
+- JSON nested deeper than `MAX_DEPTH`;
 - integers longer than Python's `int` digit limit (ValueError from the parser);
 - `NaN`, `Infinity`, `-Infinity`, and numbers that overflow to infinity;
 - duplicate keys in any object (which one wins differs between parsers);
 - lone UTF-16 surrogates (`"\\ud800"`): such a string has no UTF-8 form, so the payload could
   not be stored or handed to the engine faithfully. Escaped surrogate *pairs* are fine.
+
+Every step costs time linear in the body's length, whatever its bytes (interface.md,
+"Hostile cost"): the C `json` decoder parses, and the checks are byte counts and searches or
+one walk of the parsed document. No regular expression reads the body: the one that skipped
+strings to measure nesting backtracked quadratically on a string of escaped quotes (390 KiB
+held the event loop for minutes).
 
 Unknown event names are accepted. A missing or unreadable envelope `timestamp` gives
 `Event.timestamp = None` rather than a refusal: the rules decide what it means.
@@ -20,9 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import UTC, datetime
-from itertools import accumulate
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
@@ -33,10 +37,7 @@ from worker.errors import PayloadError
 MAX_DEPTH = 64
 MAX_CONVERSATION_ID_LENGTH = 200
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_LONE_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]")
-_BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
-_NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
+_CONTAINERS = (dict, list)
 
 
 class Handshake(BaseModel):
@@ -73,29 +74,46 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PayloadError(400, "body is not UTF-8") from exc
-    if _depth(raw) > MAX_DEPTH:
-        raise PayloadError(400, f"JSON nested deeper than {MAX_DEPTH}")
     try:
         document = _DECODER.decode(text)
     except PayloadError:
         raise
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, int digit limit
+    except RecursionError as exc:  # the C decoder stops some hundreds of levels deep
+        raise PayloadError(400, f"JSON nested deeper than {MAX_DEPTH}") from exc
+    except ValueError as exc:  # JSONDecodeError, int digit limit
         raise PayloadError(400, "body is not valid JSON") from exc
     if not isinstance(document, dict):
         raise PayloadError(400, "body is not a JSON object")
-    if b"\\u" in raw and _LONE_SURROGATE_HINT.search(raw) and _has_lone_surrogate(document):
+    # A body with at most MAX_DEPTH brackets cannot nest deeper: the usual one needs no walk.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _nested_deeper_than(MAX_DEPTH, document):
+        raise PayloadError(400, f"JSON nested deeper than {MAX_DEPTH}")
+    if _may_escape_a_surrogate(raw) and _has_lone_surrogate(document):
         raise PayloadError(400, "lone surrogate in a JSON string")
     return document
 
 
-def _depth(raw: bytes) -> int:
-    """Maximum bracket nesting; cheap when there are few brackets (the usual case)."""
-    brackets = raw.count(b"[") + raw.count(b"{")
-    if brackets <= MAX_DEPTH:
-        return brackets
-    # Brackets inside strings do not nest: drop the strings, keep the brackets only.
-    steps = _STRING.sub(b"", raw).translate(_BRACKETS, _NOT_BRACKETS)
-    return max(accumulate(1 if step == 1 else -1 for step in steps), default=0)
+def _nested_deeper_than(limit: int, document: dict[str, Any]) -> bool:
+    """True when arrays and objects nest more than `limit` levels (`document` is level 1).
+
+    Level by level, without recursion: each value is looked at once, however deep they nest.
+    """
+    level: list[Any] = [document]
+    for _ in range(limit):
+        level = [
+            child
+            for container in level
+            for child in (container.values() if type(container) is dict else container)
+            if isinstance(child, _CONTAINERS)
+        ]
+        if not level:
+            return False
+    return True
+
+
+def _may_escape_a_surrogate(raw: bytes) -> bool:
+    """A cheap pre-check: UTF-8 cannot encode a surrogate, so one can only come from an
+    escape `\\uD800`-`\\uDFFF`, and each of those starts `\\ud` or `\\uD`."""
+    return b"\\ud" in raw or b"\\uD" in raw
 
 
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

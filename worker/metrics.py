@@ -21,8 +21,8 @@ class ReceiverMetrics:
     """Counters and the latency histogram of `POST /webhooks/awalchat`.
 
     `webhooks{event, outcome}`: outcome is `queued`, `duplicate`, `handshake`, or the
-    refusal's error code (`bad_signature`, `bad_payload`, `payload_too_large`,
-    `queue_unavailable`).
+    refusal's error code (`bad_signature`, `bad_payload`, `request_timeout`,
+    `payload_too_large`, `queue_unavailable`).
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:

@@ -2,7 +2,15 @@
 health, readiness and metrics endpoints. `worker.web.create_app` mounts them.
 
 The webhook route reads the ASGI messages itself, stops reading at 1 MiB + 1 byte, verifies
-the signature before parsing, and answers pre-encoded JSON.
+the signature before parsing, and answers pre-encoded JSON. What an attacker can make it
+spend is bounded (interface.md, "Hostile cost"):
+
+- a body must arrive within `READ_TIMEOUT_SECONDS` of the request's head, else 408 (and the
+  connection is closed): a sender trickling bytes holds nothing for long, and waiting for it
+  never holds up another request;
+- an unsigned body is parsed only when it may be a handshake: at most `MAX_HANDSHAKE_BYTES`
+  with `"verification"` in it. Any other unsigned body costs one HMAC per secret, then 401;
+- parsing (`worker.events`) is linear in the body's length.
 """
 
 from __future__ import annotations
@@ -12,12 +20,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from worker.deadlines import Deadlines
 from worker.engine.model import Event
 from worker.errors import PayloadError, QueueUnavailableError
 from worker.events import Handshake, parse_webhook
@@ -26,11 +35,16 @@ from worker.metrics import ReceiverMetrics
 from worker.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureVerifier
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_HANDSHAKE_BYTES = 4 * 1024
+"""An unsigned body longer than this is refused (401) unread: a handshake is a few dozen bytes."""
+READ_TIMEOUT_SECONDS = 10.0
+"""A request's body must arrive within this many seconds of its head, else 408."""
 READINESS_TIMEOUT_SECONDS = 1.5
 
 _ERROR_CODES = {
     400: "bad_payload",
     401: "bad_signature",
+    408: "request_timeout",
     413: "payload_too_large",
     503: "queue_unavailable",
 }
@@ -62,6 +76,7 @@ _TIMESTAMP_HEADER = TIMESTAMP_HEADER.encode("ascii")
 _QUEUED_HEAD = b'{"status":"queued","delivery_id":"'
 _DUPLICATE_HEAD = b'{"status":"duplicate","delivery_id":"'
 _JSON_TYPE = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
 
 
 class Receiver:
@@ -81,6 +96,7 @@ class Receiver:
         readiness: Readiness | None,
         details: Callable[[], Mapping[str, object]] | None,
         dry_run: bool,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
     ) -> None:
         self._verifier = verifier
         self._inbox = inbox
@@ -88,6 +104,8 @@ class Receiver:
         self._readiness = readiness
         self._details = details
         self._dry_run = dry_run
+        self._reads = Deadlines[asyncio.Task[Any]](read_timeout, self._interrupt)
+        self._interrupted: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -96,13 +114,10 @@ class Receiver:
         if answer is None:  # the client went away before its body arrived
             return
         status, body = answer
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-length", str(len(body)).encode("ascii")), _JSON_TYPE],
-            }
-        )
+        headers = [(b"content-length", str(len(body)).encode("ascii")), _JSON_TYPE]
+        if status == 408:  # the rest of the body is not worth waiting for
+            headers.append(_CLOSE)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _webhook(self, scope: Scope, receive: Receive) -> tuple[int, bytes] | None:
@@ -115,7 +130,7 @@ class Receiver:
             elif name == b"content-length":
                 length = value if length is None else length
         try:
-            raw = await _read_body(receive, length)
+            raw = await self._read_body_in_time(receive, length)
             if raw is None:
                 return None
             message = self._verified(raw, _text(signature), _text(timestamp))
@@ -128,14 +143,33 @@ class Receiver:
             return 200, _json({"challenge": message.challenge})
         return await self._accept(raw, message)
 
+    async def _read_body_in_time(self, receive: Receive, declared: bytes | None) -> bytes | None:
+        """`_read_body`, or PayloadError(408) when it takes longer than the read timeout."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._reads.add(task)
+        try:
+            return await _read_body(receive, declared)
+        except asyncio.CancelledError as exc:
+            if task not in self._interrupted or task.uncancel() > 0:
+                raise  # cancelled by someone else (shutting down)
+            raise PayloadError(408, f"body not complete within {self._reads.seconds:g} s") from exc
+        finally:
+            self._reads.discard(task)
+            self._interrupted.discard(task)
+
+    def _interrupt(self, task: asyncio.Task[Any]) -> None:
+        self._interrupted.add(task)
+        task.cancel()
+
     def _verified(
         self, raw: bytes, signature: str | None, timestamp: str | None
     ) -> Handshake | Event:
-        """The parsed body once its signature holds; a handshake needs none."""
+        """The parsed body once its signature holds; a small handshake needs none."""
         try:
             self._verifier.verify(raw, signature, timestamp)
         except PayloadError as failure:
-            if b'"verification"' in raw:
+            if len(raw) <= MAX_HANDSHAKE_BYTES and b'"verification"' in raw:
                 try:
                     handshake = parse_webhook(raw)
                 except PayloadError:

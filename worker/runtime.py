@@ -63,14 +63,20 @@ def drain_message(conversation: str) -> str:
     return celery_message(DRAIN_TASK, [conversation])
 
 
-def sync_redis(url: str) -> redis.Redis:
-    """A Redis client with bounded timeouts and retries: a dead Redis fails fast."""
+def sync_redis(url: str, *, timeout: float = 2.0, retries: int = 1) -> redis.Redis:
+    """A Redis client with bounded timeouts and retries: a dead or hung Redis fails fast.
+
+    Each attempt waits up to `timeout` for an answer, and a failed attempt is retried
+    `retries` times after a short backoff; no health-check PING runs inside an attempt (it
+    would retry on its own). A Redis that accepts connections and never answers costs a
+    command about (retries + 1) x timeout: 4 s with the defaults (workers, CLI), 0.5 s with
+    `timeout=0.5, retries=0` (the receiver's rules client).
+    """
     return redis.Redis.from_url(
         url,
-        socket_timeout=5,
-        socket_connect_timeout=2,
-        health_check_interval=10,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 2),
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
 

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     conversation_lock_seconds: float = Field(default=60.0, ge=5)
     awalchat_rate: str | None = None  # e.g. "60/10s"; learnt from headers when unset
     helpwave_rate: str | None = "10/1s"
+    # How long the receiver waits for a request's head, then for its body (408): the
+    # contract's 10 s (interface.md, "Hostile cost"). Not for operators: tests shorten it.
+    receiver_read_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("awalchat_webhook_secrets", mode="before")
     @classmethod

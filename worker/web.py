@@ -23,7 +23,7 @@ from worker.errors import ConfigError
 from worker.inbox import Inbox, redis_client
 from worker.logs import configure_logging
 from worker.metrics import ReceiverMetrics
-from worker.receiver import InboxProtocol, Readiness, Receiver
+from worker.receiver import READ_TIMEOUT_SECONDS, InboxProtocol, Readiness, Receiver
 from worker.settings import Settings
 from worker.signature import SignatureVerifier
 from worker.web_admin import admin_routes
@@ -39,12 +39,14 @@ def create_app(
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
     details: Callable[[], Mapping[str, object]] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    read_timeout: float = READ_TIMEOUT_SECONDS,
 ) -> Starlette:
     """The receiver app. Raise ConfigError when no webhook secret is configured.
 
     `readiness` adds a check to `/readyz` beyond Redis answering, `details` adds facts to its
     answer (the rules version); `metrics` defaults to a fresh registry per app; `now` is the
-    signature clock (Unix seconds); `extra_routes` are mounted as given (GET /decisions).
+    signature clock (Unix seconds); `extra_routes` are mounted as given (GET /decisions);
+    a webhook body not complete within `read_timeout` seconds of its head gets 408.
     """
     secrets = [secret.get_secret_value() for secret in settings.awalchat_webhook_secrets]
     if not secrets:
@@ -56,6 +58,7 @@ def create_app(
         readiness=readiness,
         details=details,
         dry_run=settings.dry_run,
+        read_timeout=read_timeout,
     )
     routes: list[BaseRoute] = [
         Route("/webhooks/awalchat", receiver, methods=["POST"]),
@@ -96,6 +99,7 @@ def build_receiver(
         details=details,
         lifespan=lifespan,
         extra_routes=admin_routes(settings, client),
+        read_timeout=settings.receiver_read_timeout_seconds,
     )
 
 

@@ -3,6 +3,7 @@ as subprocesses against a real redis-server and the fake providers.
 
     with Deployment(redis_url, env=fake.env(), rules=path, workers=1) as dep:
         dep.post(body)                  # signed with the deployment's webhook secret
+        dep.post(body, signed=False)    # no signature headers
         dep.wait_for(lambda: ...)       # poll until true (fails with the process logs)
         dep.kill_worker(0)              # SIGKILL one worker process
 """
@@ -30,7 +31,11 @@ WEBHOOK_SECRET = "whsec-integration"
 
 
 class Deployment:
-    """A receiver and N workers as real processes; logs kept for failure messages."""
+    """A receiver and N workers (0: none) as real processes; logs kept for failure messages.
+
+    Entering waits until `/readyz` answers 200, or only `/healthz` with `wait_until_ready`
+    False (a deployment started against a Redis that is down).
+    """
 
     def __init__(
         self,
@@ -40,6 +45,7 @@ class Deployment:
         rules: Path | None = None,
         workers: int = 1,
         concurrency: int = 2,
+        wait_until_ready: bool = True,
     ) -> None:
         self.redis_url = redis_url
         self.port = free_port()
@@ -56,6 +62,7 @@ class Deployment:
         }
         self._workers = workers
         self._concurrency = concurrency
+        self._wait_until_ready = wait_until_ready
         self._logs: list[tuple[str, IO[bytes]]] = []
         self.receiver: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes] | None] = []
@@ -84,12 +91,17 @@ class Deployment:
         self.receiver = self._spawn("receiver", "serve", "--port", str(self.port))
         for _ in range(self._workers):
             self.start_worker()
-        self.wait_for(self._ready, timeout=30, what="receiver ready")
+        path = "/readyz" if self._wait_until_ready else "/healthz"
+        try:
+            self.wait_for(lambda: self._answers_200(path), timeout=30, what=f"receiver {path}")
+        except BaseException:
+            self.__exit__(None, None, None)  # `with` calls __exit__ only once entered
+            raise
         return self
 
-    def _ready(self) -> bool:
+    def _answers_200(self, path: str) -> bool:
         try:
-            return self.http.get("/readyz").status_code == 200
+            return self.http.get(path).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -116,15 +128,26 @@ class Deployment:
         proc.wait()
         self.workers[index] = None
 
-    def post(self, body: bytes, *, secret: str = WEBHOOK_SECRET) -> httpx.Response:
-        """POST a webhook signed (with X-Timestamp) by `secret`."""
-        timestamp = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/json",
-            "X-Timestamp": timestamp,
-            "X-Awal-Signature-256": sign(secret, body, timestamp),
-        }
-        return self.http.post("/webhooks/awalchat", content=body, headers=headers)
+    def post(
+        self, body: bytes, *, secret: str = WEBHOOK_SECRET, signed: bool = True
+    ) -> httpx.Response:
+        """POST a webhook signed (with X-Timestamp) by `secret`, or not signed at all."""
+        return self.http.post(
+            "/webhooks/awalchat",
+            content=body,
+            headers=self.headers(body, secret=secret, signed=signed),
+        )
+
+    def headers(
+        self, body: bytes, *, secret: str = WEBHOOK_SECRET, signed: bool = True
+    ) -> dict[str, str]:
+        """The headers `post` sends with `body`."""
+        headers = {"Content-Type": "application/json"}
+        if signed:
+            timestamp = str(int(time.time()))
+            headers["X-Timestamp"] = timestamp
+            headers["X-Awal-Signature-256"] = sign(secret, body, timestamp)
+        return headers
 
     def logs(self) -> str:
         parts = []

@@ -104,10 +104,16 @@ def open_only_rules(tmp_path: Path) -> Path:
 
 
 def deploy(
-    redis_url: str, fake: FakeProvidersServer, rules: Path, *, timeout: float = 5.0, **kwargs: int
+    redis_url: str,
+    fake: FakeProvidersServer,
+    rules: Path,
+    *,
+    timeout: float = 5.0,
+    workers: int = 1,
+    concurrency: int = 2,
 ) -> Deployment:
     env = {**fake.env(), "HTTP_TIMEOUT_SECONDS": str(timeout)}
-    return Deployment(redis_url, env=env, rules=rules, **kwargs)
+    return Deployment(redis_url, env=env, rules=rules, workers=workers, concurrency=concurrency)
 
 
 def test_twenty_percent_503_answers_still_act_exactly_once(
