@@ -8,7 +8,7 @@ redis-server, the same 500 conversations (one `message.received` each, so one op
 each) and 4 worker processes of concurrency 1:
 
 - ours: `ticket-worker work` x4 (and `serve`), a ruleset with one rule opening a ticket on
-  every message.received; the 500 deliveries accepted through `worker.inbox.Inbox`;
+  every message.received; the 500 deliveries accepted through `worker.storage.inbox.Inbox`;
 - naive: `celery -A bench.delivery_naive worker` x4, one task per conversation,
   `rate_limit="6/s"` per worker, 429 retried with `self.retry(countdown=Retry-After)`.
 
@@ -46,7 +46,7 @@ from tests.fakes.common import CallRecord
 from tests.fakes.server import FakeProvidersServer, run_fake_providers
 from tests.helpers_redis import start_redis_server
 from tests.integration.harness import Deployment
-from worker.supervisor import stop_processes
+from worker.ops.up import stop_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT, WINDOW = 60, 10.0
@@ -110,11 +110,12 @@ def conversations(count: int) -> list[int]:
 
 async def accept_all(redis_url: str, bodies: list[bytes]) -> None:
     """Accept every body through the receiver's own atomic script (no HTTP)."""
+    from worker.engine.envelope import parse_webhook
     from worker.engine.model import Event
-    from worker.events import parse_webhook
-    from worker.inbox import Inbox, redis_client
+    from worker.storage.clients import async_redis
+    from worker.storage.inbox import Inbox
 
-    client = redis_client(redis_url, timeout=5.0)
+    client = async_redis(redis_url, timeout=5.0)
     inbox = Inbox(client, deadline=10.0)
     try:
         for raw in bodies:
@@ -355,8 +356,9 @@ def used_memory(client: redis.Redis) -> int:
 def decided_delivery(url: str, rules: Path) -> dict[bytes, bytes]:
     """The fields of one delivery as a parked action holds them: accepted and decided."""
     from worker.engine import evaluate
-    from worker.rulesource import RuleSource
-    from worker.store import ConversationStore, delivery_key
+    from worker.live_rules import RuleSource
+    from worker.storage import keys
+    from worker.storage.conversations import ConversationStore
 
     conv = FIRST_CONVERSATION
     asyncio.run(accept_all(url, [message(conv)]))
@@ -366,8 +368,8 @@ def decided_delivery(url: str, rules: Path) -> dict[bytes, bytes]:
     assert delivery_id is not None
     record = store.load(delivery_id)
     assert record is not None
+    from worker.engine.envelope import parse_webhook
     from worker.engine.model import Event
-    from worker.events import parse_webhook
 
     event = parse_webhook(record.raw)
     assert isinstance(event, Event)
@@ -376,7 +378,7 @@ def decided_delivery(url: str, rules: Path) -> dict[bytes, bytes]:
         RuleSource(rules).current(), event, state, now=datetime.fromtimestamp(time.time(), UTC)
     )
     store.store_decision(record, decision, state)
-    fields: dict[bytes, bytes] = client.hgetall(delivery_key(delivery_id))  # type: ignore[assignment]
+    fields: dict[bytes, bytes] = client.hgetall(keys.delivery(delivery_id))  # type: ignore[assignment]
     client.close()
     return fields
 
@@ -478,7 +480,8 @@ the window's end rounded up to the whole second). {args.actions} conversations, 
 `message.received` each (one open action each), {args.workers} worker processes of
 concurrency 1, a fresh redis-server per variant.
 Ours: `ticket-worker work` x{args.workers} (+ `serve`), one rule opening a ticket on every
-message, `AWALCHAT_RATE={LIMIT}/{WINDOW:g}s`, deliveries accepted through `worker.inbox.Inbox`.
+message, `AWALCHAT_RATE={LIMIT}/{WINDOW:g}s`, deliveries accepted through
+`worker.storage.inbox.Inbox`.
 Naive: `bench/delivery_naive.py`, Celery's `rate_limit="6/s"` on the task (enforced per
 worker process), 429 retried with `self.retry(countdown=Retry-After)`, `celery worker
 --pool prefork --concurrency 1` x{args.workers} (Celery's default pool). Each variant is

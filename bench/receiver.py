@@ -27,15 +27,15 @@ import redis
 
 from bench.report import write_section
 from tests.helpers_redis import free_port, start_redis_server
-from worker.signature import sign
+from worker.receiver.signature import sign
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret"
 BODY_BYTES = 1024
 SIGNED_BODIES = 120_000
 LATENCY_CONNECTIONS = 16
-OUR_APP = "worker.web:receiver_from_env"
-OUR_PROTOCOL = "worker.serving:DEFAULT_HTTP_PROTOCOL"  # what `ticket-worker serve` runs
+OUR_APP = "worker.receiver.app:receiver_from_env"
+OUR_PROTOCOL = "worker.receiver.serving:DEFAULT_HTTP_PROTOCOL"  # what `ticket-worker serve` runs
 BARE_APP = "bench.receiver_bare:bare_from_env"
 
 

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from worker.embedded import free_port
+from worker.ops.embedded_redis import free_port
 
 __all__ = ["RedisServer", "free_port", "silent_server", "start_redis_server"]
 

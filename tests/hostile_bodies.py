@@ -2,15 +2,15 @@
 receiver must answer to each when it is correctly signed (interface.md, "Hostile cost").
 
 Unsigned, every one of them is a 401 (none is a handshake). Shared by the unit tests of
-`worker.events` and the integration tests against a real `ticket-worker serve`.
+`worker.engine.envelope` and the integration tests against a real `ticket-worker serve`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.events import MAX_DEPTH
-from worker.receiver import MAX_BODY_BYTES
+from worker.engine.envelope import MAX_DEPTH
+from worker.receiver.routes import MAX_BODY_BYTES
 
 _ROOM = MAX_BODY_BYTES - 200  # what the repeated part may fill, leaving room for the frame
 _DEEPER = b"[" * (MAX_DEPTH + 1)  # more brackets than MAX_DEPTH: the nesting is looked at

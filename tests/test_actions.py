@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from worker.actions import ActionExecutor
 from worker.engine.model import ConversationState, Event, PlannedAction
 from worker.engine.planning import EMPTY_COMMENT, NO_HELPWAVE_TICKET
 from worker.errors import HelpdeskUnavailableError
 from worker.helpdesks.helpwave import HelpWaveClient
+from worker.processing.actions import ActionExecutor
 
 STORED = "987654321012345678"
 NEW = "111222333444555666"

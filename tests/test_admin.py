@@ -12,11 +12,11 @@ import pytest
 import redis
 
 from tests.helpers_redis import RedisServer
-from worker.cli import main
 from worker.delivery.dlq import Attempt, DeadAction, DeadLetter, DeadLetterQueue
 from worker.engine import evaluate, load_ruleset_from_texts
 from worker.engine.model import ConversationState, Event
-from worker.store import ConversationStore
+from worker.ops.cli import main
+from worker.storage.conversations import ConversationStore
 
 OLD = "version: 1\nrules:\n  - name: open\n    on: message.received\n    then: [open_ticket]\n"
 NEW = OLD.replace("message.received", "conversation.created")

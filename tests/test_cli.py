@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import main
+from worker.ops.cli import main
 
 RULES = """\
 version: 1

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from worker.deadlines import Deadlines
+from worker.receiver.deadlines import Deadlines
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.hostile_bodies import HOSTILE_BODIES, HostileBody
+from worker.engine.envelope import MAX_DEPTH, Handshake, parse_webhook
 from worker.engine.model import Event
 from worker.errors import PayloadError
-from worker.events import MAX_DEPTH, Handshake, parse_webhook
 
 
 def event(raw: bytes) -> Event:

@@ -22,17 +22,18 @@ from starlette.exceptions import StarletteDeprecationWarning
 from tests.fakes.helpwave_fake import HelpWaveConfig
 from tests.fakes.providers import FakeProviders, create_app
 from tests.fakes.server import FakeControl
-from worker.actions import ActionExecutor
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.retry import RetryPolicy
 from worker.engine import load_ruleset
+from worker.engine.envelope import parse_webhook
 from worker.engine.model import Event
-from worker.events import parse_webhook
 from worker.helpdesks.helpwave import HelpWaveClient
-from worker.inbox import Inbox
-from worker.processor import ConversationProcessor
+from worker.processing.actions import ActionExecutor
+from worker.processing.processor import ConversationProcessor
+from worker.storage.conversations import ConversationStore
+from worker.storage.inbox import Inbox
 from worker.storage.keys import state as state_key
-from worker.store import ConversationStore, DeliveryRecord
+from worker.storage.records import DeliveryRecord
 
 with warnings.catch_warnings():
     # Starlette 1.x asks for `httpx2` behind its TestClient; `httpx` still works.

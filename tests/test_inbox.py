@@ -16,15 +16,10 @@ import redis.asyncio
 from tests.helpers_redis import RedisServer, silent_server, start_redis_server
 from worker.engine.model import Event
 from worker.errors import QueueUnavailableError
-from worker.inbox import (
-    DRAIN_TASK,
-    AcceptResult,
-    Inbox,
-    celery_message,
-    delivery_id_for,
-    redis_client,
-)
+from worker.storage.clients import async_redis as redis_client
+from worker.storage.inbox import AcceptResult, Inbox, delivery_id_for
 from worker.storage.keys import DEFAULT_STATE_RETENTION, SEEN_TTL
+from worker.storage.wire import DRAIN_TASK, celery_message
 
 pytestmark = pytest.mark.anyio
 

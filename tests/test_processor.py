@@ -13,26 +13,26 @@ import fakeredis
 import httpx
 import pytest
 
-from worker.actions import ActionExecutor
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.gate import RateGate
 from worker.delivery.parking import ParkingLot
 from worker.delivery.ratelimit import RateLimiter, parse_rate
 from worker.delivery.retry import RetryPolicy
 from worker.engine import load_ruleset_from_texts
+from worker.engine.envelope import parse_webhook
 from worker.engine.model import Event
-from worker.events import parse_webhook
 from worker.helpdesks.awalchat import AwalChatClient
 from worker.helpdesks.helpwave import HelpWaveClient
-from worker.inbox import Inbox
-from worker.processor import ConversationProcessor
-from worker.replay import replay_one
+from worker.processing.actions import ActionExecutor
+from worker.processing.failures import replay_one
+from worker.processing.processor import ConversationProcessor
+from worker.storage.conversations import ConversationStore
+from worker.storage.inbox import Inbox
 from worker.storage.keys import (
     DECISION_LOG_CONV_LIMIT,
     DEFAULT_STATE_RETENTION,
     QUIET_RECORD_TTL,
 )
-from worker.store import ConversationStore
 
 RULES = """
 version: 1

@@ -14,9 +14,10 @@ from redis.retry import Retry
 from tests.helpers_redis import free_port
 from worker.engine import Ruleset
 from worker.errors import ConfigError, RulesError
-from worker.rulesource import RULES_KEY, RuleSource
-from worker.runtime import check_credentials
+from worker.live_rules import RuleSource
 from worker.settings import Settings
+from worker.startup import check_credentials
+from worker.storage.keys import RULES as RULES_KEY
 
 GOOD = """\
 version: 1

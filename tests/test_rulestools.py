@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import main
+from worker.ops.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"

@@ -1,4 +1,4 @@
-"""How a service builds and validates its rules at start (`preflight`, `Runtime`): a process
+"""How a service builds and validates its rules at start (`preflight`, `WorkerProcess`): a process
 whose files are refused runs the deployment's published version, or refuses to start when
 there is none; a reload it cannot run (a credential unset) is refused like a broken file."""
 
@@ -12,9 +12,10 @@ import redis
 
 from tests.helpers_redis import RedisServer, free_port
 from worker.errors import ConfigError, RulesError
-from worker.rulesource import RuleSource
-from worker.runtime import Runtime, preflight
+from worker.live_rules import RuleSource
+from worker.processing.worker_process import WorkerProcess
 from worker.settings import Settings
+from worker.startup import preflight
 
 OPEN = """\
 version: 1
@@ -106,14 +107,14 @@ def test_preflight_refuses_when_no_version_it_can_run_exists(
 
 
 @pytest.fixture
-def runtime(rules_dir: Path, redis_server: RedisServer) -> Iterator[Runtime]:
-    built = Runtime(settings_for(rules_dir, redis_server.url))
+def runtime(rules_dir: Path, redis_server: RedisServer) -> Iterator[WorkerProcess]:
+    built = WorkerProcess(settings_for(rules_dir, redis_server.url))
     yield built
     built.close()
 
 
 def test_a_worker_refuses_a_reload_that_needs_an_unset_credential(
-    rules_dir: Path, runtime: Runtime
+    rules_dir: Path, runtime: WorkerProcess
 ) -> None:
     good = runtime.rules.version
     save(rules_dir, HELPWAVE.format(name="create"))
@@ -129,7 +130,7 @@ def test_a_worker_started_with_broken_files_runs_the_published_version(
 ) -> None:
     published = RuleSource(rules_dir, client=redis_client)
     save(rules_dir, BROKEN)
-    started = Runtime(settings_for(rules_dir, redis_server.url))
+    started = WorkerProcess(settings_for(rules_dir, redis_server.url))
     try:
         assert started.rules.version == published.version
         assert started.rules.error is not None

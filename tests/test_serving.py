@@ -14,8 +14,8 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from tests.helpers_redis import free_port
-from worker.receiver import READ_TIMEOUT_SECONDS
-from worker.serving import (
+from worker.receiver.routes import READ_TIMEOUT_SECONDS
+from worker.receiver.serving import (
     DEFAULT_HTTP_PROTOCOL,
     HEAD_TIMEOUT_SECONDS,
     MAX_HEAD_BYTES,
@@ -172,6 +172,6 @@ def test_heads_get_as_long_as_bodies_by_default() -> None:
 
 
 def test_the_default_protocol_can_be_named_on_uvicorns_command_line() -> None:
-    config = uvicorn.Config(echo, http="worker.serving:DEFAULT_HTTP_PROTOCOL")
+    config = uvicorn.Config(echo, http="worker.receiver.serving:DEFAULT_HTTP_PROTOCOL")
     config.load()
     assert config.http_protocol_class is DEFAULT_HTTP_PROTOCOL

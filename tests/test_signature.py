@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker.errors import PayloadError
-from worker.signature import SignatureVerifier, sign
+from worker.receiver.signature import SignatureVerifier, sign
 
 SECRET = "whsec-test"
 BODY = b'{"event":"message.received","data":{"conversation_id":1}}'

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import redis
 from celery.exceptions import Reject
 
-from worker import runtime, tasks
+from worker.processing.processor import DrainReport
+from worker.processing.tasks import drain
 
 
-def test_a_drain_interrupted_by_redis_requeues_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(conversation: str) -> None:
+class Broken:
+    def drain(self, conversation: str) -> DrainReport:
         raise redis.ConnectionError("Connection refused")
 
-    current = SimpleNamespace(processor=SimpleNamespace(drain=broken))
-    monkeypatch.setattr(runtime, "current", lambda: current)
-    monkeypatch.setattr(tasks, "REDIS_ERROR_PAUSE", 0.0)
+
+class Working:
+    def drain(self, conversation: str) -> DrainReport:
+        return DrainReport(processed=2)
+
+
+def test_a_drain_interrupted_by_redis_requeues_its_message() -> None:
     with pytest.raises(Reject) as rejected:
-        tasks.drain.run("42")
+        drain(Broken(), "42", pause=0.0)
     assert getattr(rejected.value, "requeue", None) is True
+
+
+def test_a_drain_reports_what_it_did() -> None:
+    assert drain(Working(), "42") == {"processed": 2, "parked_until": None, "busy": False}

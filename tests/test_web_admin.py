@@ -14,11 +14,12 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from worker.engine import evaluate, load_ruleset_from_texts
 from worker.engine.model import ConversationState, Event
-from worker.inbox import AcceptResult
+from worker.receiver.admin_routes import admin_routes
+from worker.receiver.app import create_app
 from worker.settings import Settings
-from worker.store import ConversationStore, DeliveryRecord
-from worker.web import create_app
-from worker.web_admin import admin_routes
+from worker.storage.conversations import ConversationStore
+from worker.storage.inbox import AcceptResult
+from worker.storage.records import DeliveryRecord
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 
 from worker.delivery.lease import LeaseKeeper
-from worker.store import ConversationStore
+from worker.storage.conversations import ConversationStore
 
 
 class Clock:

@@ -30,8 +30,8 @@ from worker.engine.model import (
     planned_action,
     rule_outcome,
 )
+from worker.engine.multi_match import PatternSet
 from worker.engine.operators import OPERATORS, compile_pattern
-from worker.engine.patternsets import PatternSet
 
 FILES = {
     "10-all.yaml": """\

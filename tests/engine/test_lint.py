@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 from worker.engine import load_ruleset_from_texts
+from worker.engine.impossible_patterns import never_matches
 from worker.engine.lint import lint_ruleset
-from worker.engine.patterns import never_matches
 
 
 def lint(text: str) -> list[str]:

@@ -12,8 +12,8 @@ from ruamel.yaml import YAML
 
 from tests.engine.support import EXAMPLE_RULES, FIXTURES
 from worker.engine import load_ruleset
-from worker.engine.rules_schema import render, rules_schema
-from worker.engine.source import to_plain
+from worker.engine.json_schema import render, rules_schema
+from worker.engine.yaml_source import to_plain
 from worker.errors import RulesError
 
 COMMITTED = Path(__file__).resolve().parents[2] / "worker" / "rules.schema.json"

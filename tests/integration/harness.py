@@ -23,8 +23,8 @@ from typing import IO
 import httpx
 
 from tests.helpers_redis import free_port
-from worker.signature import sign
-from worker.supervisor import stop_processes
+from worker.ops.up import stop_processes
+from worker.receiver.signature import sign
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "whsec-integration"
@@ -72,7 +72,7 @@ class Deployment:
         log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
         self._logs.append((name, log))
         return subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", *args],
+            [sys.executable, "-m", "worker.ops.cli", *args],
             cwd=REPO_ROOT,
             env=self._env,
             stdout=log,

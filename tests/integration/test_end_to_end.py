@@ -131,7 +131,7 @@ def _bad_request(deployment: Deployment, kind: str) -> int:
     if kind == "wrong-secret":
         return deployment.post(good, secret="not-the-secret").status_code
     if kind == "tampered":
-        from worker.signature import sign
+        from worker.receiver.signature import sign
 
         ts = str(int(time.time()))
         headers = {"X-Timestamp": ts, "X-Awal-Signature-256": sign("whsec-integration", good, ts)}
@@ -139,7 +139,7 @@ def _bad_request(deployment: Deployment, kind: str) -> int:
             "/webhooks/awalchat", content=good.replace(b"help", b"HELP"), headers=headers
         ).status_code
     if kind == "stale":
-        from worker.signature import sign
+        from worker.receiver.signature import sign
 
         ts = str(int(time.time()) - 3600)
         headers = {"X-Timestamp": ts, "X-Awal-Signature-256": sign("whsec-integration", good, ts)}

@@ -22,7 +22,7 @@ from tests.fakes.server import FakeProvidersServer
 from tests.helpers_redis import RedisServer, start_redis_server
 from tests.integration.harness import Deployment
 from worker.delivery.dlq import DeadLetterQueue
-from worker.store import ConversationStore
+from worker.storage.conversations import ConversationStore
 
 pytestmark = pytest.mark.integration
 

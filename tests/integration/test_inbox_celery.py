@@ -17,7 +17,9 @@ import redis
 
 from tests.helpers_redis import RedisServer, start_redis_server
 from worker.engine.model import Event
-from worker.inbox import DRAIN_TASK, Inbox, celery_message, redis_client
+from worker.storage.clients import async_redis as redis_client
+from worker.storage.inbox import Inbox
+from worker.storage.wire import DRAIN_TASK, celery_message
 
 pytestmark = pytest.mark.integration
 

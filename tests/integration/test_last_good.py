@@ -20,8 +20,8 @@ import redis
 from tests.fakes.server import FakeProvidersServer
 from tests.helpers_redis import RedisServer, free_port
 from tests.integration.harness import REPO_ROOT, Deployment
-from worker.embedded import EmbeddedRedis
-from worker.rulesource import RuleSource
+from worker.live_rules import RuleSource
+from worker.ops.embedded_redis import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
 
@@ -196,7 +196,7 @@ def test_up_with_broken_rule_files_runs_the_version_its_embedded_redis_holds(
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "up", "--port", str(port)],
+            [sys.executable, "-m", "worker.ops.cli", "up", "--port", str(port)],
             cwd=tmp_path,
             env=env,
             stdout=out,

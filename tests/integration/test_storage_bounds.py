@@ -19,7 +19,7 @@ from tests.helpers_redis import RedisServer
 from tests.integration.harness import Deployment
 from tests.integration.test_faults import settled
 from worker.delivery.dlq import DeadLetterQueue
-from worker.replay import replay_all
+from worker.processing.failures import replay_all
 from worker.storage.keys import spec_for
 
 pytestmark = pytest.mark.integration

@@ -29,7 +29,7 @@ def test_up_runs_dry_run_on_an_embedded_redis_and_stops_cleanly(tmp_path: Path) 
     }
     env.update(PYTHONPATH=str(REPO_ROOT), WORKER_METRICS_PORT="0")
     port = free_port()
-    cli = [sys.executable, "-m", "worker.cli"]
+    cli = [sys.executable, "-m", "worker.ops.cli"]
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         up = subprocess.Popen(

@@ -93,7 +93,7 @@ class DeadLetter:
     reason: str
     attempts: list[Attempt] = field(default_factory=list)
     id: str = ""
-    event: dict[str, Any] = field(default_factory=dict)  # worker.failures.event_excerpt
+    event: dict[str, Any] = field(default_factory=dict)  # worker.processing.failures.event_excerpt
 
     def to_json(self) -> str:
         """Compact JSON, the stored form."""
@@ -138,6 +138,21 @@ if over > 0 then
   end
 end
 return dropped
+"""
+
+# KEYS: entries, index, new delivery, inbox, queue
+# ARGV: letter id, raw, received_at, conversation, decision, retention, message, item
+_REQUEUE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'raw', ARGV[2], 'received_at', ARGV[3], 'dry_run', '0',
+           'conversation', ARGV[4], 'decision', ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+redis.call('RPUSH', KEYS[4], ARGV[8])
+redis.call('EXPIRE', KEYS[4], ARGV[6])
+redis.call('LPUSH', KEYS[5], ARGV[7])
+return 1
 """
 
 _TAKE = """
@@ -185,6 +200,7 @@ class DeadLetterQueue:
         self._clock = clock
         self._take = redis_client.register_script(_TAKE)
         self._trim = redis_client.register_script(_TRIM)
+        self._requeue = redis_client.register_script(_REQUEUE)
 
     def add(self, entry: DeadLetter) -> str:
         """Store `entry` (answers and reason redacted; a new id when it has none) and
@@ -241,6 +257,42 @@ class DeadLetterQueue:
         takers, one gets it and the other None."""
         raw = self._take(keys=[self._entries, self._index], args=[entry_id])
         return None if raw is None else DeadLetter.from_json(raw)
+
+    def requeue(
+        self,
+        letter: DeadLetter,
+        *,
+        delivery_id: str,
+        raw: str,
+        decision: str,
+        now: float,
+        retention: int,
+        message: str,
+    ) -> bool:
+        """Atomically: take `letter` out of the queue, store delivery `delivery_id` (body
+        `raw`, stored `decision`) for `retention` seconds, queue it in the letter's
+        conversation's inbox and LPUSH `message` (its drain). False when the letter is gone
+        (someone replayed or dropped it first)."""
+        done = self._requeue(
+            keys=[
+                self._entries,
+                self._index,
+                keys.delivery(delivery_id),
+                keys.inbox(letter.conversation),
+                keys.CELERY_QUEUE,
+            ],
+            args=[
+                letter.id,
+                raw,
+                repr(now),
+                letter.conversation,
+                decision,
+                retention,
+                message,
+                delivery_id,
+            ],
+        )
+        return bool(done == 1)
 
     def count(self) -> int:
         """How many entries are held."""

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class LockStore(Protocol):
-    """What the keeper needs of the store (`worker.store.ConversationStore`)."""
+    """What the keeper needs of the store (`worker.storage.conversations.ConversationStore`)."""
 
     def extend(self, conversation: str, token: str, ttl_ms: int) -> bool: ...
 

@@ -40,14 +40,14 @@ from typing import Any, ClassVar, Literal
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from worker.engine.envelope import parse_webhook
 from worker.engine.evaluate import evaluate
+from worker.engine.file_models import IdText, Section, validate
 from worker.engine.model import ACTION_KINDS, ConversationState, Decision, Event, PlannedAction
 from worker.engine.ruleset import Ruleset
-from worker.engine.schema import IdText, Section, validate
-from worker.engine.source import Source, did_you_mean, found, position, to_plain
 from worker.engine.timing import parse_duration
+from worker.engine.yaml_source import Source, did_you_mean, found, position, to_plain
 from worker.errors import PayloadError, RuleProblem, RulesError
-from worker.events import parse_webhook
 
 
 class CasesFileModel(Section):

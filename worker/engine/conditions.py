@@ -27,8 +27,8 @@ from worker.engine.checks import (
 )
 from worker.engine.operators import OPERATORS, OperatorArgError, build_equals
 from worker.engine.paths import split_path
-from worker.engine.source import Position, Source, did_you_mean, found, position, to_plain
 from worker.engine.timing import parse_time_window
+from worker.engine.yaml_source import Position, Source, did_you_mean, found, position, to_plain
 
 ALWAYS: Final = Condition(lambda context: None, "always", shape=AlwaysShape())
 

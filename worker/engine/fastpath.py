@@ -42,9 +42,9 @@ from worker.engine.checks import (
     TimeShape,
 )
 from worker.engine.model import PlannedAction
+from worker.engine.multi_match import PatternSet
 from worker.engine.operators import compile_pattern, needle, number_of, text_of
 from worker.engine.paths import MISSING, as_text, resolve
-from worker.engine.patternsets import PatternSet
 from worker.engine.planning import (
     NO_CONVERSATION,
     NoHelpWaveTicket,

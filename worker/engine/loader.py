@@ -15,7 +15,7 @@ from pathlib import Path
 
 from worker.engine.rulefile import RuleFileCompiler
 from worker.engine.ruleset import Rule, RuleFile, Ruleset
-from worker.engine.source import Position
+from worker.engine.yaml_source import Position
 from worker.errors import RuleProblem, RulesError
 
 

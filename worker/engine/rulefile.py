@@ -13,6 +13,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from worker.engine.conditions import ALWAYS, ConditionCompiler
+from worker.engine.file_models import (
+    AddCommentParams,
+    CreateTicketParams,
+    FileModel,
+    RuleModel,
+    Section,
+    TicketParams,
+    validate,
+)
 from worker.engine.model import (
     ACTION_KINDS,
     CLOSE_TICKET,
@@ -22,18 +31,9 @@ from worker.engine.model import (
     OPEN_TICKET,
 )
 from worker.engine.ruleset import WILDCARD, ActionSpec, Rule, RuleFile
-from worker.engine.schema import (
-    AddCommentParams,
-    CreateTicketParams,
-    FileModel,
-    RuleModel,
-    Section,
-    TicketParams,
-    validate,
-)
-from worker.engine.source import Loc, Position, Source, did_you_mean, found, position, to_plain
 from worker.engine.templates import bad_placeholders, compile_params
 from worker.engine.timing import parse_duration
+from worker.engine.yaml_source import Loc, Position, Source, did_you_mean, found, position, to_plain
 from worker.errors import RuleProblem
 
 _PARAMS: Final[dict[str, type[Section]]] = {

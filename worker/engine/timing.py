@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from worker.engine.source import Source, did_you_mean, found, position, to_plain
+from worker.engine.yaml_source import Source, did_you_mean, found, position, to_plain
 
 DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK: Final = re.compile(r"([01]\d|2[0-3]):([0-5]\d)|24:00")

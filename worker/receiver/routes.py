@@ -1,5 +1,5 @@
 """The receiver's route handlers: the raw ASGI webhook route (the one hot path) and the
-health, readiness and metrics endpoints. `worker.web.create_app` mounts them.
+health, readiness and metrics endpoints. `worker.receiver.app.create_app` mounts them.
 
 The webhook route reads the ASGI messages itself, stops reading at 1 MiB + 1 byte, verifies
 the signature before parsing, and answers pre-encoded JSON. What an attacker can make it
@@ -10,7 +10,7 @@ spend is bounded (interface.md, "Hostile cost"):
   never holds up another request;
 - an unsigned body is parsed only when it may be a handshake: at most `MAX_HANDSHAKE_BYTES`
   with `"verification"` in it. Any other unsigned body costs one HMAC per secret, then 401;
-- parsing (`worker.events`) is linear in the body's length.
+- parsing (`worker.engine.envelope`) is linear in the body's length.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from worker.deadlines import Deadlines
+from worker.engine.envelope import Handshake, parse_webhook
 from worker.engine.model import Event
 from worker.errors import PayloadError, QueueUnavailableError
-from worker.events import Handshake, parse_webhook
-from worker.inbox import AcceptResult, delivery_id_for
 from worker.metrics import ReceiverMetrics
-from worker.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureVerifier
+from worker.receiver.deadlines import Deadlines
+from worker.receiver.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureVerifier
+from worker.storage.inbox import AcceptResult, delivery_id_for
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_HANDSHAKE_BYTES = 4 * 1024
@@ -56,7 +56,7 @@ Readiness = Callable[[], Awaitable[str | None]]
 
 
 class InboxProtocol(Protocol):
-    """What the receiver needs from the queue side (`worker.inbox.Inbox`)."""
+    """What the receiver needs from the queue side (`worker.storage.inbox.Inbox`)."""
 
     async def accept(self, raw: bytes, event: Event, *, dry_run: bool) -> AcceptResult: ...
 

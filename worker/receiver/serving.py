@@ -12,7 +12,7 @@ both bounds added:
   connection is closed without an answer;
 - a head over `MAX_HEAD_BYTES` is answered 431 and the connection closed.
 
-The body then has `worker.receiver.READ_TIMEOUT_SECONDS` (408 past it). Together: no
+The body then has `worker.receiver.routes.READ_TIMEOUT_SECONDS` (408 past it). Together: no
 request holds its connection longer than about 20 s before it is answered, and none of this
 waiting blocks the event loop, so a trickling sender never delays anyone else's webhook.
 
@@ -31,8 +31,8 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from worker.deadlines import Deadlines
-from worker.receiver import READ_TIMEOUT_SECONDS
+from worker.receiver.deadlines import Deadlines
+from worker.receiver.routes import READ_TIMEOUT_SECONDS
 
 HEAD_TIMEOUT_SECONDS = READ_TIMEOUT_SECONDS
 MAX_HEAD_BYTES = 16 * 1024  # h11's default limit, which uvicorn applies with `--http h11`
@@ -102,7 +102,7 @@ def guarded_http_protocol(
 
 
 DEFAULT_HTTP_PROTOCOL = guarded_http_protocol()
-"""With the default bounds, by name: `uvicorn --http worker.serving:DEFAULT_HTTP_PROTOCOL`
+"""With the default bounds, by name: `uvicorn --http worker.receiver.serving:DEFAULT_HTTP_PROTOCOL`
 (bench/receiver.py runs the receiver so)."""
 
 

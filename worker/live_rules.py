@@ -30,12 +30,10 @@ version it cannot run: it keeps its version and reports the refusal, once per pu
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -44,69 +42,15 @@ import redis
 from worker.engine import Ruleset, load_ruleset_from_texts
 from worker.engine.loader import read_rule_texts
 from worker.errors import ConfigError, RulesError
+from worker.storage.rules_publication import Publication, PublicationStore, read_publication
 
 log = logging.getLogger(__name__)
 
-RULES_KEY: Final = "tw:rules"
+REFRESH_INTERVAL: Final = 1.0  # seconds between checks for changed files and publications
+
 
 Refusal = RulesError | ConfigError
 """Why a version is refused: it does not load, or this process cannot run it."""
-
-# KEYS[1] the rules hash; ARGV: version, files JSON, the publisher's seen seq.
-# Newer than what is stored and than what the publisher has seen, unless already current.
-_PUBLISH = """
-local stored = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-local seen = tonumber(ARGV[3])
-if stored >= seen and redis.call('HGET', KEYS[1], 'version') == ARGV[1] then
-  return stored
-end
-local seq = math.max(stored, seen) + 1
-redis.call('HSET', KEYS[1], 'seq', seq, 'version', ARGV[1], 'files', ARGV[2])
-return seq
-"""
-
-# KEYS[1] the rules hash; ARGV: version, files JSON, its seq. Put back a publication Redis
-# lost, unless one as new is stored. Returns 1 when it wrote.
-_RESTORE = """
-if tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') >= tonumber(ARGV[3]) then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'version', ARGV[1], 'files', ARGV[2])
-return 1
-"""
-
-
-@dataclass(frozen=True)
-class Publication:
-    """The deployment's newest accepted version as stored in `tw:rules`."""
-
-    seq: int
-    version: str
-    files: Mapping[str, str]
-
-
-def read_publication(client: redis.Redis) -> Publication | None:
-    """The published version, or None when there is none (or it is not one we can read).
-
-    Raises redis.RedisError when Redis cannot be reached.
-    """
-    seq, version, files = client.hmget(RULES_KEY, ["seq", "version", "files"])
-    if seq is None or version is None or files is None:
-        return None
-    try:
-        texts = json.loads(files)
-        number = int(seq)
-    except ValueError:
-        return None
-    if not isinstance(texts, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in texts.items()
-    ):
-        return None
-    return Publication(number, _text(version), texts)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def describe(refusal: Refusal) -> str:
@@ -154,8 +98,7 @@ class RuleSource:
     ) -> None:
         self.path = path
         self._redis = client
-        self._publish_script = client.register_script(_PUBLISH) if client is not None else None
-        self._restore_script = client.register_script(_RESTORE) if client is not None else None
+        self._publications = PublicationStore(client) if client is not None else None
         self._check_runnable = check_runnable
         self._check_every = check_every
         self._clock = clock
@@ -280,13 +223,11 @@ class RuleSource:
 
     def _publish(self) -> None:
         """Publish the current version as the deployment's newest (retried while Redis fails)."""
-        if self._publish_script is None:
+        if self._publications is None:
             return
         version = self._ruleset.version
         try:
-            seq = self._publish_script(
-                keys=[RULES_KEY], args=[version, json.dumps(self._texts), self._seen]
-            )
+            seq = self._publications.publish(version, self._texts, self._seen)
         except redis.RedisError:
             if not self._unpublished:  # once per outage, not every second
                 log.warning("could not publish rules version %s; will retry", version)
@@ -297,13 +238,10 @@ class RuleSource:
 
     def _restore(self) -> None:
         """Store again the newest publication seen, if this process runs it (never older)."""
-        if self._restore_script is None or self._seen_version != self._ruleset.version:
+        if self._publications is None or self._seen_version != self._ruleset.version:
             return
         try:
-            wrote = self._restore_script(
-                keys=[RULES_KEY],
-                args=[self._ruleset.version, json.dumps(self._texts), self._seen],
-            )
+            wrote = self._publications.restore(self._ruleset.version, self._texts, self._seen)
         except redis.RedisError:
             return
         if wrote:

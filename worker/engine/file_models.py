@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from worker.engine.source import Source, did_you_mean, found
+from worker.engine.yaml_source import Source, did_you_mean, found
 
 
 def _id_text(value: Any) -> Any:

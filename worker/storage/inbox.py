@@ -12,7 +12,7 @@ expiries in `worker.storage.keys`):
 
 `delivery_id` is the first 32 hex digits of sha256(raw body); `conv` is the event's
 conversation id, or `d:{delivery_id}` for events without one. The Celery message is built in
-Python by `celery_message()` exactly as kombu's Redis transport stores one.
+Python by `worker.storage.wire.celery_message()`, as kombu's Redis transport stores one.
 
 The script calls of every request that reaches the inbox in the same event-loop turn leave
 together as one pipeline on the next turn (one client round trip; nothing waits for a batch
@@ -20,37 +20,29 @@ to fill). Each call still succeeds or fails on its own.
 
 Every Redis failure (unreachable, timeout, refused write) surfaces as `QueueUnavailableError`
 within about 1.1 s, whether Redis refuses connections or accepts them and never answers
-(`redis_client()`); `DEADLINE_SECONDS` caps each batch and ping whatever happens, so the
-receiver answers 503 within its 2 s (interface.md, "Redis down"). The script is sent with
-EVALSHA and re-loaded on NOSCRIPT, so a Redis that restarts empty keeps working.
+(`worker.storage.clients.async_redis()`); `DEADLINE_SECONDS` caps each batch and ping
+whatever happens, so the receiver answers 503 within its 2 s (interface.md, "Redis down").
+The script is sent with EVALSHA and re-loaded on NOSCRIPT, so a Redis that restarts empty
+keeps working.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
 import hashlib
-import json
-import os
-import random
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from worker.engine.model import Event
 from worker.errors import QueueUnavailableError
 from worker.storage import keys
+from worker.storage.wire import DRAIN_TASK, celery_message
 
-DRAIN_TASK: Final = "worker.tasks.drain"
-CELERY_QUEUE: Final = keys.CELERY_QUEUE
 DEADLINE_SECONDS: Final = 1.5
 
 ACCEPT_SCRIPT: Final = """
@@ -69,8 +61,6 @@ return 1
 """
 
 _ScriptArgs = tuple[str | bytes | int, ...]
-
-_ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
@@ -91,102 +81,6 @@ def conversation_key(event: Event, delivery_id: str) -> str:
     return event.conversation_id if event.conversation_id else f"d:{delivery_id}"
 
 
-def celery_message(task_name: str, args: list[str], queue: str = CELERY_QUEUE) -> str:
-    """A Celery protocol-2 message calling `task_name(*args)`, as kombu's Redis transport
-    stores it in the list named `queue` (LPUSH it there; workers BRPOP the other end).
-
-    Each call has a fresh task id and delivery tag.
-    """
-    task_id = _uuid4()
-    body = f"[{json.dumps(args)}, {{}}, {_EMBED}]".encode()
-    return _message_template(task_name, queue) % {
-        "id": task_id,
-        "tag": _uuid4(),
-        "body": base64.b64encode(body).decode("ascii"),
-        "argsrepr": json.dumps(repr(args))[1:-1],
-    }
-
-
-_EMBED: Final = json.dumps({"callbacks": None, "errbacks": None, "chain": None, "chord": None})
-
-
-def _uuid4() -> str:
-    """A random (version 4) UUID string like str(uuid.uuid4()), at a fraction of its cost.
-
-    The bits come from `random`, not the OS (a syscall per id was a visible share of the
-    request path): ids must be unique, not unpredictable; `random` is seeded from the OS and
-    re-seeded in forked children.
-    """
-    h = f"{_random_bits(128) & _UUID4_CLEAR | _UUID4_SET:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_random_bits = random.getrandbits
-_UUID4_CLEAR: Final = ~(0xF000 << 64 | 0xC000 << 48)  # version and variant bits
-_UUID4_SET: Final = 0x4000 << 64 | 0x8000 << 48
-
-
-@functools.lru_cache(maxsize=32)
-def _message_template(task_name: str, queue: str) -> str:
-    """The message serialised once, its per-call fields left as %(name)s slots."""
-    message = {
-        "body": "@body@",
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {
-            "lang": "py",
-            "task": task_name,
-            "id": "@id@",
-            "shadow": None,
-            "eta": None,
-            "expires": None,
-            "group": None,
-            "group_index": None,
-            "retries": 0,
-            "timelimit": [None, None],
-            "root_id": "@id@",
-            "parent_id": None,
-            "argsrepr": "@argsrepr@",
-            "kwargsrepr": "{}",
-            "origin": _ORIGIN,
-            "ignore_result": False,
-            "replaced_task_nesting": 0,
-            "stamped_headers": None,
-            "stamps": {},
-        },
-        "properties": {
-            "correlation_id": "@id@",
-            "reply_to": "",
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": "@tag@",
-        },
-    }
-    template = json.dumps(message).replace("%", "%%")
-    for slot in ("body", "id", "argsrepr", "tag"):
-        template = template.replace(f'"@{slot}@"', f'"%({slot})s"')
-    return template
-
-
-def redis_client(url: str, *, timeout: float = 0.5) -> redis.asyncio.Redis:
-    """An asyncio client whose every command fails within about 2 x `timeout` + 0.1 s when
-    Redis is down, refusing connections or accepting them and never answering.
-
-    One retry after a short backoff, each attempt bounded by `timeout` (connecting, or
-    waiting for an answer). No health-check PING: it ran its own retries inside each
-    attempt's, and a hung Redis then took 2.3 s to fail instead of 1.1 s; a dead pooled
-    connection fails its command and the retry reconnects.
-    """
-    return redis.asyncio.Redis.from_url(
-        url,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry=Retry(ExponentialBackoff(cap=0.1, base=0.05), 1),
-    )
-
-
 class Inbox:
     """Accepts webhooks into Redis; the only writer of `tw:seen`, `tw:delivery`, `tw:inbox`.
 
@@ -201,7 +95,7 @@ class Inbox:
         redis: redis.asyncio.Redis,
         *,
         now: Callable[[], float] = time.time,
-        queue: str = CELERY_QUEUE,
+        queue: str = keys.CELERY_QUEUE,
         deadline: float = DEADLINE_SECONDS,
         retention: int = keys.DEFAULT_STATE_RETENTION,
     ) -> None:

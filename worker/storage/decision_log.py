@@ -1,8 +1,8 @@
 """The decision log as people read it: what matched, what was done and why.
 
-The records live on the deliveries (worker.store); the log is the bounded list of recent
-delivery ids, overall and per conversation. `ticket-worker decisions` and `GET /decisions`
-both show `describe_delivery` of each.
+The records live on the deliveries (worker.storage.conversations); the log is the bounded
+list of recent delivery ids, overall and per conversation. `ticket-worker decisions` and
+`GET /decisions` both show `describe_delivery` of each.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import redis.asyncio
 
 from worker.storage import keys
-from worker.store import DeliveryRecord, parse_record
+from worker.storage.records import DeliveryRecord, parse_record
 
 
 def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:

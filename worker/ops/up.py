@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
-from worker.embedded import STATE_DIR, EmbeddedRedis
+from worker.ops.embedded_redis import STATE_DIR, EmbeddedRedis
 from worker.settings import Settings
 
 SECRET_FILE: Final = "webhook-secret"
@@ -125,7 +125,7 @@ def run_up(
         env["AWALCHAT_WEBHOOK_SECRETS"] = local_webhook_secret()
         notes.append(f"secret:   generated for local use in {STATE_DIR}/{SECRET_FILE}")
     url = f"http://{host}:{port}/webhooks/awalchat"
-    cli = [sys.executable, "-m", "worker.cli"]
+    cli = [sys.executable, "-m", "worker.ops.cli"]
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
 

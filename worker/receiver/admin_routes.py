@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from worker.decision_log import recent_decisions
 from worker.settings import Settings
+from worker.storage.decision_log import recent_decisions
 
 MAX_LIMIT = 500
 

@@ -1,7 +1,7 @@
 """The worker's Redis records: deliveries, per-conversation inboxes, locks and state.
 
-Key names and their expiries live in `worker.storage.keys`; the receiver's `worker.inbox`
-writes a delivery, its inbox entry and its Celery message. Here:
+Key names and their expiries live in `worker.storage.keys`; the receiver's
+`worker.storage.inbox` writes a delivery, its inbox entry and its Celery message. Here:
 
     tw:delivery:{id}     hash  raw, received_at, dry_run, conversation,
                                decision (JSON, written once), state_before (JSON),
@@ -23,79 +23,14 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, cast
 
 import redis
 
 from worker.engine.model import ConversationState, Decision
 from worker.storage import keys
 from worker.storage.keys import View
-
-# Kept for the callers that name the log lists (decision_log, tests).
-DECISION_LOG_KEY: Final = keys.DECISIONS
-
-
-def delivery_key(delivery_id: str) -> str:
-    return keys.delivery(delivery_id)
-
-
-def inbox_key(conversation: str) -> str:
-    return keys.inbox(conversation)
-
-
-def lock_key(conversation: str) -> str:
-    return keys.lock(conversation)
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    """One accepted webhook as stored by the receiver, plus what the worker added."""
-
-    delivery_id: str
-    raw: bytes
-    received_at: float
-    dry_run: bool
-    conversation: str
-    decision: Decision | None
-    state_before: ConversationState | None
-    done: Mapping[str, Mapping[str, Any]]
-    attempts: Mapping[str, list[dict[str, Any]]]
-
-    @property
-    def view(self) -> View:
-        """Whose picture of the tickets this delivery reads and writes."""
-        return "dry" if self.dry_run else "live"
-
-
-def _decode(value: bytes | None) -> str:
-    return value.decode() if value is not None else ""
-
-
-def parse_record(delivery_id: str, fields: Mapping[bytes, bytes]) -> DeliveryRecord:
-    """A delivery record from its Redis hash fields."""
-    done: dict[str, Mapping[str, Any]] = {}
-    attempts: dict[str, list[dict[str, Any]]] = {}
-    for name, value in fields.items():
-        text = name.decode()
-        if text.startswith("done:"):
-            done[text[5:]] = json.loads(value)
-        elif text.startswith("attempts:"):
-            attempts[text[9:]] = json.loads(value)
-    decision = fields.get(b"decision")
-    before = fields.get(b"state_before")
-    return DeliveryRecord(
-        delivery_id=delivery_id,
-        raw=fields.get(b"raw", b""),
-        received_at=float(_decode(fields.get(b"received_at")) or 0.0),
-        dry_run=fields.get(b"dry_run") == b"1",
-        conversation=_decode(fields.get(b"conversation")),
-        decision=Decision.from_json(json.loads(decision)) if decision else None,
-        state_before=ConversationState.from_json(json.loads(before)) if before else None,
-        done=done,
-        attempts=attempts,
-    )
-
+from worker.storage.records import DeliveryRecord, compact, parse_record, stored_form
 
 # Store the decision once; a second caller gets the first decision back. With a conversation
 # (KEYS[2] not empty): its state, and its log, whose record pushed out is deleted.
@@ -150,25 +85,6 @@ if #ARGV > 3 then redis.call('HDEL', KEYS[3], unpack(ARGV, 4)) end
 if ARGV[3] ~= '' then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
 return 1
 """
-
-
-def stored_form(decision: Decision) -> dict[str, Any]:
-    """The decision as the delivery keeps it: rules that do not listen to the event are left
-    out (their reason says only that), so a big ruleset does not bloat every record."""
-    data = decision.to_json()
-    data["outcomes"] = [o for o in data["outcomes"] if o["status"] != "not_for_event"]
-    return data
-
-
-def is_quiet(decision: Decision) -> bool:
-    """No rule listened to the event (every rule is disabled or waits for other events)."""
-    return not decision.actions and all(
-        o.status in ("not_for_event", "disabled") for o in decision.outcomes
-    )
-
-
-def _compact(data: object) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 class ConversationStore:
@@ -253,9 +169,9 @@ class ConversationStore:
                 keys.conversation_log(record.conversation) if conversation else "",
             ],
             args=[
-                _compact(stored_form(decision)),
-                _compact(state_before.to_json()),
-                _compact(decision.state_after.to_json()),
+                compact(stored_form(decision)),
+                compact(state_before.to_json()),
+                compact(decision.state_after.to_json()),
                 record.delivery_id,
                 keys.DECISION_LOG_LIMIT,
                 keys.DECISION_LOG_CONV_LIMIT,
@@ -276,21 +192,21 @@ class ConversationStore:
         state: ConversationState | None,
     ) -> bool:
         """Record an action's outcome and the state it leads to, atomically, once."""
-        state_json = _compact(state.to_json()) if state is not None else ""
+        state_json = compact(state.to_json()) if state is not None else ""
         return bool(
             self._complete(
                 keys=[
                     keys.delivery(record.delivery_id),
                     keys.state(record.conversation, record.view),
                 ],
-                args=[f"done:{action_key}", _compact(dict(outcome)), state_json, self._retention],
+                args=[f"done:{action_key}", compact(dict(outcome)), state_json, self._retention],
             )
         )
 
     def record_attempts(
         self, delivery_id: str, action_key: str, attempts: list[dict[str, Any]]
     ) -> None:
-        self._redis.hset(keys.delivery(delivery_id), f"attempts:{action_key}", _compact(attempts))
+        self._redis.hset(keys.delivery(delivery_id), f"attempts:{action_key}", compact(attempts))
 
     # state -----------------------------------------------------------------
     def state(self, conversation: str, view: View = "live") -> ConversationState:

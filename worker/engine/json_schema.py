@@ -1,6 +1,6 @@
 """The JSON Schema of a rule file, generated from the models and registries the loader uses.
 
-    python -m worker.engine.rules_schema > worker/rules.schema.json   (or: ticket-worker schema)
+    python -m worker.engine.json_schema > worker/rules.schema.json   (or: ticket-worker schema)
 
 Editors (yaml-language-server) read it from the `# yaml-language-server: $schema=...` line
 of a rule file to complete keys and flag mistakes while typing. The schema accepts every
@@ -16,6 +16,14 @@ import sys
 from typing import Any, Final
 
 from worker.engine.conditions import LOGIC_KEYS
+from worker.engine.file_models import (
+    AddCommentParams,
+    CreateTicketParams,
+    FileModel,
+    RuleModel,
+    Section,
+    TicketParams,
+)
 from worker.engine.model import (
     ACTION_KINDS,
     CLOSE_TICKET,
@@ -25,14 +33,6 @@ from worker.engine.model import (
     OPEN_TICKET,
 )
 from worker.engine.operators import OPERATORS
-from worker.engine.schema import (
-    AddCommentParams,
-    CreateTicketParams,
-    FileModel,
-    RuleModel,
-    Section,
-    TicketParams,
-)
 from worker.engine.timing import DAYS
 
 SCHEMA_ID: Final = "https://ticket-worker.local/rules.schema.json"

@@ -22,13 +22,13 @@ from worker.engine.cases import (
     load_cases,
     run_case,
 )
+from worker.engine.envelope import parse_webhook
+from worker.engine.json_schema import render as render_schema
 from worker.engine.lint import lint_ruleset
 from worker.engine.loader import read_rule_texts
 from worker.engine.model import ConversationState, Decision, Event, PlannedAction
-from worker.engine.replay import Change, ReplayEvent, diff_rulesets
-from worker.engine.rules_schema import render as render_schema
+from worker.engine.ruleset_diff import Change, ReplayEvent, diff_rulesets
 from worker.errors import PayloadError, RuleProblem, RulesError
-from worker.events import parse_webhook
 from worker.settings import Settings
 
 AddCommand = Callable[..., argparse.ArgumentParser]
@@ -222,8 +222,8 @@ def _replay(raw: bytes, label: str) -> ReplayEvent:
 
 def recent_events(settings: Settings, count: int) -> list[ReplayEvent]:
     """The last `count` decided events of the decision log, oldest first, with their states."""
-    from worker.admin import connect
-    from worker.store import ConversationStore
+    from worker.ops.admin_commands import connect
+    from worker.storage.conversations import ConversationStore
 
     store = ConversationStore(connect(settings))
     items = []

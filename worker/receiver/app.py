@@ -4,7 +4,7 @@
 fake or an `Inbox` over fakeredis); `build_receiver(settings)` wires the real Redis client;
 `receiver_from_env()` is the uvicorn factory:
 
-    uvicorn --factory worker.web:receiver_from_env
+    uvicorn --factory worker.receiver.app:receiver_from_env
 
 The receiver never answers 2xx for an event it has not queued and never queues an event whose
 signature failed. Refusals are JSON `{"error": code, "message": reason}`.
@@ -20,13 +20,14 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 
 from worker.errors import ConfigError
-from worker.inbox import Inbox, redis_client
 from worker.logs import configure_logging
 from worker.metrics import ReceiverMetrics
-from worker.receiver import READ_TIMEOUT_SECONDS, InboxProtocol, Readiness, Receiver
+from worker.receiver.admin_routes import admin_routes
+from worker.receiver.routes import READ_TIMEOUT_SECONDS, InboxProtocol, Readiness, Receiver
+from worker.receiver.signature import SignatureVerifier
 from worker.settings import Settings
-from worker.signature import SignatureVerifier
-from worker.web_admin import admin_routes
+from worker.storage.clients import async_redis
+from worker.storage.inbox import Inbox
 
 
 def create_app(
@@ -83,7 +84,7 @@ def build_receiver(
     """
     if not settings.awalchat_webhook_secrets:
         raise ConfigError("AWALCHAT_WEBHOOK_SECRETS is not set: the receiver verifies every event")
-    client = redis_client(settings.require_redis_url())
+    client = async_redis(settings.require_redis_url())
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -27,26 +27,18 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.actions import ActionExecutor
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.lease import Lease, LeaseKeeper
 from worker.delivery.retry import RetryPolicy
 from worker.engine import Ruleset, evaluate
+from worker.engine.envelope import parse_webhook
 from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
-from worker.errors import (
-    ActionError,
-    ConfigError,
-    HelpdeskRejectedError,
-    HelpdeskUnavailableError,
-    PayloadError,
-    RateLimitedError,
-    ThrottledError,
-)
-from worker.events import parse_webhook
-from worker.failures import attempt_record, dead_letter, is_ambiguous
-from worker.metrics import event_label
-from worker.store import ConversationStore, DeliveryRecord, is_quiet
-from worker.telemetry import WorkerMetrics
+from worker.errors import ActionError, ConfigError, HelpdeskError, PayloadError, ThrottledError
+from worker.metrics import WorkerMetrics, event_label
+from worker.processing.actions import ActionExecutor
+from worker.processing.failures import attempt_record, dead_letter, verdict
+from worker.storage.conversations import ConversationStore
+from worker.storage.records import DeliveryRecord, is_quiet
 
 log = logging.getLogger(__name__)
 
@@ -236,28 +228,16 @@ class ConversationProcessor:
             outcome = self._executor.execute(action, event, state)
         except ThrottledError as exc:
             return exc.until
-        except HelpdeskUnavailableError as exc:
+        except (HelpdeskError, ActionError, ConfigError) as exc:
             attempts.append(attempt_record(exc, now))
-            if is_ambiguous(exc, action):
-                reason = "no answer after the request was sent: it may have been applied"
-                self._bury(record, event, action, attempts, reason, state)
+            next_step = verdict(exc, action, attempts, now=now, policy=self._retry, rng=self._rng)
+            if next_step.retry_at is None:
+                self._bury(record, event, action, attempts, next_step.reason, state)
                 return None
-            retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
-            elapsed = now - float(attempts[0]["at"])
-            delay = self._retry.delay(
-                len(attempts), retry_after=retry_after, elapsed=elapsed, rng=self._rng
-            )
-            if delay is None:
-                self._bury(record, event, action, attempts, "out of attempts", state)
-                return None
-            attempts[-1]["not_before"] = now + delay
+            attempts[-1]["not_before"] = next_step.retry_at
             self._metrics.retries.labels(action=action.kind).inc()
             self._store.record_attempts(record.delivery_id, action.key, attempts)
-            return now + delay
-        except (HelpdeskRejectedError, ActionError, ConfigError) as exc:
-            attempts.append(attempt_record(exc, now))
-            self._bury(record, event, action, attempts, f"refused: {exc}", state)
-            return None
+            return next_step.retry_at
         self._complete(record, action, outcome.to_json(), outcome.state)
         return None
 

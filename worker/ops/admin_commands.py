@@ -16,14 +16,15 @@ from pathlib import Path
 import httpx
 import redis
 
-from worker.decision_log import describe_delivery, render_delivery
 from worker.delivery.dlq import DeadLetterQueue
-from worker.embedded import STATE_DIR, known_url
 from worker.errors import ConfigError
+from worker.ops.embedded_redis import STATE_DIR, known_url
+from worker.ops.up import SECRET_FILE, known_receiver
+from worker.receiver.signature import sign
 from worker.settings import Settings
-from worker.signature import sign
-from worker.store import ConversationStore, DeliveryRecord
-from worker.supervisor import SECRET_FILE, known_receiver
+from worker.storage.conversations import ConversationStore
+from worker.storage.decision_log import describe_delivery, render_delivery
+from worker.storage.records import DeliveryRecord
 
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8000/webhooks/awalchat"
 AddCommand = Callable[..., argparse.ArgumentParser]
@@ -120,7 +121,7 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         print(f"dropped {args.id}")
         return 0
-    from worker.replay import replay_all, replay_one
+    from worker.processing.failures import replay_all, replay_one
 
     retention = settings.state_retention
     if args.all:

@@ -1,4 +1,4 @@
-"""Thin Celery tasks: decode, call the processor, report.
+"""The drain task: decode, call the processor, report. Thin on purpose.
 
 A drain that fails on a Redis error (Redis restarting, say) hands its message back to the
 queue instead of being acknowledged as done: nothing else would drain the conversation. It
@@ -11,33 +11,48 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Final
+from typing import Final, Protocol
 
 import redis
-from celery import shared_task
+from celery import Celery
 from celery.exceptions import Reject
 
-from worker import runtime
+from worker.processing.processor import DrainReport
+from worker.storage.wire import DRAIN_TASK
 
 log = logging.getLogger(__name__)
 
 REDIS_ERROR_PAUSE: Final = 1.0
 
 
-@shared_task(name="worker.tasks.drain", ignore_result=True)
-def drain(conversation: str) -> dict[str, object]:
-    """Process one conversation's inbox (see worker.processor). Safe to run any number of times."""
+class Drainer(Protocol):
+    def drain(self, conversation: str) -> DrainReport: ...
+
+
+def drain(
+    processor: Drainer, conversation: str, *, pause: float = REDIS_ERROR_PAUSE
+) -> dict[str, object]:
+    """Process one conversation's inbox (see worker.processing.processor); safe to run any
+    number of times. Raise Reject(requeue=True) when Redis fails under it."""
     try:
-        report = runtime.current().processor.drain(conversation)
+        report = processor.drain(conversation)
     except (redis.RedisError, OSError) as exc:
         log.warning(
             "drain interrupted by a Redis error; handing the message back",
             extra={"conversation": conversation, "error": type(exc).__name__},
         )
-        time.sleep(REDIS_ERROR_PAUSE)
+        time.sleep(pause)
         raise Reject(exc, requeue=True) from exc
     return {
         "processed": report.processed,
         "parked_until": report.parked_until,
         "busy": report.busy,
     }
+
+
+def register_drain(app: Celery, processor: Drainer) -> None:
+    """Register the drain task on `app`, under the name its messages carry (DRAIN_TASK)."""
+
+    @app.task(name=DRAIN_TASK, ignore_result=True)
+    def drain_task(conversation: str) -> dict[str, object]:
+        return drain(processor, conversation)
