@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from worker.engine import load_ruleset
-from worker.engine.cases import Case, find_case_files, load_cases, run_case
+from worker.engine.case_files import find_case_files, load_cases
+from worker.engine.cases import Case, run_case
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 CASES = [case for file in find_case_files(RULES / "tests") for case in load_cases(file)]

@@ -11,7 +11,8 @@ from typing import Any
 
 from worker.engine import Rule, Ruleset, evaluate, load_ruleset_from_texts
 from worker.engine.checks import Context
-from worker.engine.model import ConversationState, Decision, Event, PlannedAction, RuleOutcome
+from worker.engine.decision import Decision, RuleOutcome
+from worker.engine.model import ConversationState, Event, PlannedAction
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EXAMPLE_RULES = Path(__file__).resolve().parents[2] / "rules"

@@ -9,8 +9,8 @@ import pytest
 
 from tests.engine.support import NOW, ruleset
 from worker.engine.checks import Context
+from worker.engine.decision import ConditionFailure
 from worker.engine.fastpath import compile_predicate
-from worker.engine.model import ConditionFailure
 
 
 def check(

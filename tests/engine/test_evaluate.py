@@ -21,7 +21,8 @@ from tests.engine.support import (
     webhook,
 )
 from worker.engine import evaluate, load_ruleset, load_ruleset_from_texts
-from worker.engine.model import ConditionFailure, ConversationState, Decision, Event
+from worker.engine.decision import ConditionFailure, Decision
+from worker.engine.model import ConversationState, Event
 
 OPEN = ConversationState(ticket_open=True)
 HELPWAVE_STORED = ConversationState(helpwave_ticket_id="987654321012345678")

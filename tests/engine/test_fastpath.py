@@ -17,18 +17,20 @@ from hypothesis import strategies as st
 from tests.engine.support import NOW, decide, make_event, reference_decision, ruleset
 from worker.engine import evaluate, load_ruleset_from_texts
 from worker.engine.checks import Context
-from worker.engine.fastpath import RuleEntry, compile_decider, compile_predicate, generate
-from worker.engine.model import (
+from worker.engine.decision import (
     ConditionFailure,
-    ConversationState,
     Decision,
-    Event,
-    PlannedAction,
     RuleOutcome,
     condition_failure,
+    rule_outcome,
+)
+from worker.engine.fastpath import RuleEntry, compile_decider, compile_predicate, generate
+from worker.engine.model import (
+    ConversationState,
+    Event,
+    PlannedAction,
     conversation_state,
     planned_action,
-    rule_outcome,
 )
 from worker.engine.multi_match import PatternSet
 from worker.engine.operators import OPERATORS, compile_pattern

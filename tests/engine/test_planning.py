@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from tests.engine.support import NOW
 from worker.engine.checks import AlwaysShape, Context
+from worker.engine.decision import ConditionFailure
 from worker.engine.fastpath import ActionStep, RuleEntry, compile_decider
-from worker.engine.model import ACTION_KINDS, ConditionFailure
+from worker.engine.model import ACTION_KINDS
 from worker.engine.planning import (
     EMPTY_COMMENT,
     NO_CONVERSATION,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, Final, NamedTuple
 
-from worker.engine.model import ConditionFailure, condition_failure
+from worker.engine.decision import ConditionFailure, condition_failure
 from worker.engine.operators import Test
 from worker.engine.paths import MISSING, resolve, split_path, summarise
 from worker.engine.timing import TimeWindow

@@ -17,14 +17,8 @@ from datetime import UTC, datetime
 from functools import partial
 
 from worker.engine.checks import Context
-from worker.engine.model import (
-    ConversationState,
-    Decision,
-    Event,
-    RuleOutcome,
-    conversation_state,
-    rule_outcome,
-)
+from worker.engine.decision import Decision, RuleOutcome, rule_outcome
+from worker.engine.model import ConversationState, Event, conversation_state
 from worker.engine.planning import (
     EMPTY_COMMENT,
     NO_CONVERSATION,

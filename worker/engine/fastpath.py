@@ -23,38 +23,23 @@ holds nothing but the helpers below, so a rule value such as `__import__('os')` 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from typing import Any, Final
 
-from worker.engine.checks import (
-    AllShape,
-    AlwaysShape,
-    Check,
-    Context,
-    FieldShape,
-    Leaf,
-    NotShape,
-    Shape,
-    TicketShape,
-    TimeShape,
-)
+from worker.engine.checks import Check, Shape
+from worker.engine.codegen import HELPERS, SourceBuilder, condition_expression
 from worker.engine.model import PlannedAction
 from worker.engine.multi_match import PatternSet
-from worker.engine.operators import compile_pattern, needle, number_of, text_of
-from worker.engine.paths import MISSING, as_text, resolve
 from worker.engine.planning import (
     NO_CONVERSATION,
     NoHelpWaveTicket,
     SkipTest,
     TicketIs,
-    is_blank,
     planning_of,
 )
 from worker.engine.templates import compile_value, text_pieces
-from worker.engine.timing import TimeWindow
 
 # Called as decide(payload, ticket open when the event arrived, its moment, running
 # cooldowns, event has no conversation, then the projection (planning.Projection): ticket
@@ -66,8 +51,6 @@ Decider = Callable[
     [Mapping[str, Any], bool, datetime, Mapping[str, datetime], bool, bool, str | None, bool],
     Decided,
 ]
-
-_MAX_DEPTH: Final = 40  # deeper conditions call their explaining check
 
 
 @dataclass(frozen=True)
@@ -93,194 +76,10 @@ class RuleEntry:
     cooldown: timedelta | None = None
 
 
-def _folded(value: Any) -> str | None:
-    text = text_of(value)
-    return None if text is None else text.casefold()
-
-
-def _in_window(window: TimeWindow, zone: tzinfo, moment: datetime) -> bool:
-    try:
-        local = moment.astimezone(zone)
-    except (OverflowError, ValueError):
-        return False
-    return window.contains(local)
-
-
-def _holds(check: Check, payload: Mapping[str, Any], ticket_open: bool, moment: datetime) -> bool:
-    return check(Context(payload, ticket_open, moment)) is None
-
-
-_HELPERS: Final[dict[str, Any]] = {
-    "M": MISSING,
-    "R": resolve,
-    "F": _folded,
-    "N": number_of,
-    "W": _in_window,
-    "H": _holds,
-    "B": is_blank,
-    "T": as_text,
-    "NEW": object.__new__,
-    "PA": PlannedAction,
-}
-
-
-class _Source:
-    """Generated code under construction: constants, resolved paths and derived values."""
-
-    def __init__(self) -> None:
-        self.constants: list[Any] = []
-        self.prefetch: list[str] = []
-        self.paths: dict[tuple[str, ...], str] = {}
-        self.derived: dict[tuple[str, str], str] = {}
-        self.pattern_sets: dict[str, tuple[str, list[Any]]] = {}
-        self.shared: dict[str, str] = {}
-        self.names = itertools.count()
-
-    def const(self, value: Any) -> str:
-        self.constants.append(value)
-        return f"c{len(self.constants) - 1}"
-
-    def text(self, value: str) -> str:
-        """A constant for a text used again and again (skip reasons), made once."""
-        known = self.shared.get(value)
-        if known is None:
-            known = self.shared[value] = self.const(value)
-        return known
-
-    def path(self, segments: tuple[str, ...]) -> str:
-        """The local holding the value at `segments` (MISSING when absent), fetched once."""
-        known = self.paths.get(segments)
-        if known is not None:
-            return known
-        parent = "payload" if len(segments) == 1 else self.path(segments[:-1])
-        name = f"v{next(self.names)}"
-        key, rest = self.const(segments[-1]), self.const(segments[-1:])
-        self.prefetch.append(
-            f"{name} = {parent}.get({key}, M) if type({parent}) is dict else R({parent}, {rest})"
-        )
-        self.paths[segments] = name
-        return name
-
-    def derive(self, value: str, kind: str) -> str:
-        """`value` casefolded (f) or as a number (n), computed once."""
-        known = self.derived.get((value, kind))
-        if known is not None:
-            return known
-        name = f"{kind}{value[1:]}"
-        if kind == "f":
-            self.prefetch.append(
-                f"{name} = {value}.casefold() if type({value}) is str else F({value})"
-            )
-        else:
-            self.prefetch.append(f"{name} = N({value})")
-        self.derived[(value, kind)] = name
-        return name
-
-    def search(self, value: str, pattern: Any) -> str:
-        """An expression: does `pattern` match the text of `value`.
-
-        The patterns of one field are searched together, once, when the first is needed:
-        `m3` holds which matched.
-        """
-        found = f"m{value[1:]}"
-        if value not in self.pattern_sets:
-            self.prefetch.append(f"{found} = None")
-            self.pattern_sets[value] = (self.const(None), [])
-        constant, patterns = self.pattern_sets[value]
-        patterns.append(pattern)
-        searched = f"({found} if {found} is not None else ({found} := {constant}({value})))"
-        return f"{len(patterns) - 1} in {searched}"
-
-
-def _leaf(src: _Source, value: str, leaf: Leaf) -> tuple[str, bool]:
-    """A bool expression for one operator on the value held in local `value`, and whether
-    it is false for a MISSING value by itself (inline positive tests are: the text, number
-    or bytes of MISSING is None); the others are only used after a `value is not M` guard.
-    """
-    special = _special(src, value, leaf)
-    if special is None:
-        return f"({src.const(leaf.test)}({value}))", False
-    negated = leaf.op in ("not_equals", "not_in", "not_contains")
-    return f"({special})", not negated and leaf.op != "exists"
-
-
-def _special(src: _Source, value: str, leaf: Leaf) -> str | None:
-    """Inline code for a common operator, or None to call the leaf's own test."""
-    op, arg = leaf.op, leaf.arg
-    negated = op in ("not_equals", "not_in", "not_contains")
-    base = {"not_equals": "equals", "not_in": "in", "not_contains": "contains"}.get(op, op)
-    expr: str | None = None
-    if base == "equals":
-        if isinstance(arg, bool):
-            expr = f"{value} is {'True' if arg else 'False'}"
-        elif arg is None:
-            expr = f"{value} is None"
-        elif isinstance(arg, str):
-            expr = f"{src.derive(value, 'f')} == {src.const(arg.casefold())}"
-        elif isinstance(arg, int | float):
-            expr = f"{src.derive(value, 'n')} == {src.const(arg)}"
-    elif base == "in" and isinstance(arg, list) and all(isinstance(a, str) for a in arg):
-        wanted = src.const(frozenset(a.casefold() for a in arg))
-        expr = f"{src.derive(value, 'f')} in {wanted}"
-    elif base in ("contains", "contains_any"):
-        items = [arg] if base == "contains" else list(arg)
-        folded = src.derive(value, "f")
-        found = " or ".join(f"{src.const(needle(op, item))} in {folded}" for item in items)
-        found = f"not ({found})" if negated else f"({found})"
-        # not text (a list, say): the leaf's own test, which already has the right polarity
-        return f"({found} if {folded} is not None else {src.const(leaf.test)}({value}))"
-    elif base in ("starts_with", "ends_with"):
-        folded = src.derive(value, "f")
-        method = "startswith" if base == "starts_with" else "endswith"
-        expr = f"({folded} is not None and {folded}.{method}({src.const(needle(op, arg))}))"
-    elif base in ("gt", "gte", "lt", "lte"):
-        number = src.derive(value, "n")
-        sign = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[base]
-        expr = f"({number} is not None and {number} {sign} {src.const(arg)})"
-    elif base == "exists":
-        expr = (
-            f"({value} is not M and {value} is not None)"
-            if arg
-            else f"({value} is M or {value} is None)"
-        )
-    elif base == "matches":
-        expr = src.search(value, compile_pattern(arg))
-    if expr is None:
-        return None
-    return f"not {expr}" if negated else expr
-
-
-def _expression(src: _Source, shape: Shape | None, check: Check, depth: int = 0) -> str:
-    """A bool expression for `shape`; an opaque or too deep one calls the explaining `check`."""
-    if isinstance(shape, AlwaysShape):
-        return "True"
-    if isinstance(shape, TicketShape):  # `==` as the explaining check compares
-        return "(t == True)" if shape.want_open else "(t == False)"
-    if depth > _MAX_DEPTH or shape is None:
-        return f"H({src.const(check)}, payload, t, moment)"
-    if isinstance(shape, FieldShape):
-        value = src.path(shape.segments)
-        leaves = [(leaf, *_leaf(src, value, leaf)) for leaf in shape.leaves]
-        tests = " and ".join(expr for _, expr, _ in leaves)
-        if all(leaf.sees_missing or false_when_missing for leaf, _, false_when_missing in leaves):
-            return f"({tests})"
-        return f"({value} is not M and {tests})"
-    if isinstance(shape, TimeShape):
-        return f"W({src.const(shape.window)}, {src.const(shape.zone)}, moment)"
-    if isinstance(shape, NotShape):
-        inner = shape.inner
-        return f"(not {_expression(src, inner.shape, inner.check, depth + 1)})"
-    joiner = " and " if isinstance(shape, AllShape) else " or "
-    if not shape.children:
-        return "True" if isinstance(shape, AllShape) else "False"
-    parts = [_expression(src, c.shape, c.check, depth + 1) for c in shape.children]
-    return "(" + joiner.join(parts) + ")"
-
-
 _RESULT: Final = "return names, acts, to, hp, started"
 
 
-def _skip_test(src: _Source, test: SkipTest) -> str:
+def _skip_test(src: SourceBuilder, test: SkipTest) -> str:
     """A bool expression for `test` (see `planning.holds`) over the projection's locals
     `to`, `hid`, `hp` and the action's params `p`."""
     if isinstance(test, TicketIs):
@@ -291,7 +90,7 @@ def _skip_test(src: _Source, test: SkipTest) -> str:
     return f"not (type(x := p.get({src.const(test.param)})) is str and x.strip()) and B(x)"
 
 
-def _planning(src: _Source, kind: str) -> list[str]:
+def _planning(src: SourceBuilder, kind: str) -> list[str]:
     """Lines setting the skip reason `s` of an action of `kind` whose params are in `p`, and
     applying its effect to the projection when it is not skipped (`planning.plan_action`)."""
     planning = planning_of(kind)
@@ -306,7 +105,7 @@ def _planning(src: _Source, kind: str) -> list[str]:
     return lines
 
 
-def _params(src: _Source, step: ActionStep) -> list[str]:
+def _params(src: SourceBuilder, step: ActionStep) -> list[str]:
     """Lines setting `p` to a new dict of the step's params, placeholders filled.
 
     A top-level text with placeholders is built inline from the resolved paths; anything
@@ -335,7 +134,7 @@ def _params(src: _Source, step: ActionStep) -> list[str]:
     return lines
 
 
-def _plan(src: _Source, entry: RuleEntry) -> list[str]:
+def _plan(src: SourceBuilder, entry: RuleEntry) -> list[str]:
     """Lines planning `entry`'s actions once it acts (PlannedAction built as in model)."""
     name = src.const(entry.name)
     lines = [f"names.append({name})"]
@@ -362,12 +161,12 @@ def generate(entries: Sequence[RuleEntry], *, opaque: bool = False) -> tuple[str
 
     `opaque`: every predicate calls its explaining check (the fallback, see `compile_decider`).
     """
-    src = _Source()
+    src = SourceBuilder()
     body: list[str] = []
     groups = sorted({e.group for e in entries if e.group is not None})
     for entry in entries:
         shape = None if opaque else entry.shape
-        predicate = _expression(src, shape, entry.check)
+        predicate = condition_expression(src, shape, entry.check)
         guard = "" if entry.group is None else f"not g{int(entry.group)} and "
         body.append(f"if {guard}{predicate}:")
         body.append(f"    if not cool or {src.const(entry.name)} not in cool:")
@@ -405,7 +204,7 @@ def compile_decider(entries: Sequence[RuleEntry], *, opaque: bool = False) -> De
 
 
 def _build(source: str, constants: list[Any]) -> Decider:
-    namespace = dict(_HELPERS)
+    namespace = dict(HELPERS)
     exec(compile(source, "<rules decider>", "exec"), namespace)  # our source, see the module doc
     return namespace["build"](*constants)  # type: ignore[no-any-return]
 

@@ -9,8 +9,9 @@ from functools import cached_property
 from typing import Any, Literal
 
 from worker.engine.checks import Condition
+from worker.engine.decision import RuleOutcome
 from worker.engine.fastpath import ActionStep, Decider, RuleEntry, compile_decider
-from worker.engine.model import AWALCHAT_ACTIONS, HELPWAVE_ACTIONS, RuleOutcome
+from worker.engine.model import AWALCHAT_ACTIONS, HELPWAVE_ACTIONS
 from worker.engine.templates import FixedParams
 
 Mode = Literal["first_match", "all"]

@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from worker.engine.decision import Decision
 from worker.engine.evaluate import evaluate
-from worker.engine.model import ConversationState, Decision, Event, PlannedAction
+from worker.engine.model import ConversationState, Event, PlannedAction
 from worker.engine.ruleset import Ruleset
 
 

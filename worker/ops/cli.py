@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from worker.errors import RulesError, TicketWorkerError
-from worker.ops import admin_commands, rule_commands, service_commands
+from worker.ops import admin_commands, diff_command, rule_commands, service_commands
 from worker.ops.service_commands import SERVICES
 from worker.settings import Settings
 
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     service_commands.add_commands(add)
     rule_commands.add_commands(add)
+    diff_command.add_commands(add)
     admin_commands.add_commands(add)
     return parser
 

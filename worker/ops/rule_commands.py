@@ -1,7 +1,7 @@
-"""Commands for the people who own the rule files: `check`, `test`, `explain`, `diff`, `schema`.
+"""Commands for the people who own the rule files: `check`, `test`, `explain`, `schema`
+(`diff` is `worker.ops.diff_command`).
 
-All but `diff --recent` are pure: they read files and print; they touch no queue, Redis or
-helpdesk. `diff --recent` reads the decision log from Redis, and writes nothing.
+They are pure: they read files and print; they touch no queue, Redis or helpdesk.
 """
 
 from __future__ import annotations
@@ -14,20 +14,14 @@ from pathlib import Path
 from textwrap import indent
 
 from worker.engine import Ruleset, evaluate, load_ruleset, load_ruleset_from_texts
-from worker.engine.cases import (
-    CaseResult,
-    describe_action,
-    find_case_files,
-    is_case_file,
-    load_cases,
-    run_case,
-)
+from worker.engine.case_files import find_case_files, is_case_file, load_cases
+from worker.engine.cases import CaseResult, describe_action, run_case
+from worker.engine.decision import Decision
 from worker.engine.envelope import parse_webhook
 from worker.engine.json_schema import render as render_schema
 from worker.engine.lint import lint_ruleset
 from worker.engine.loader import read_rule_texts
-from worker.engine.model import ConversationState, Decision, Event, PlannedAction
-from worker.engine.ruleset_diff import Change, ReplayEvent, diff_rulesets
+from worker.engine.model import ConversationState, Event, PlannedAction
 from worker.errors import PayloadError, RuleProblem, RulesError
 from worker.settings import Settings
 
@@ -66,10 +60,10 @@ def read_event(path: Path) -> Event:
         raw = path.read_bytes()
     except OSError as exc:
         raise PayloadError(400, f"cannot read {path}: {exc.strerror}") from exc
-    return _event_from(raw, str(path))
+    return event_from(raw, str(path))
 
 
-def _event_from(raw: bytes, where: str) -> Event:
+def event_from(raw: bytes, where: str) -> Event:
     try:
         parsed = parse_webhook(raw)
     except PayloadError as exc:
@@ -91,11 +85,11 @@ def render_decision(decision: Decision) -> str:
         where = f"  [{outcome.file}:{outcome.line}]" if outcome.file else ""
         lines.append(f"  {mark:<12} {outcome.rule:<{width}}  {outcome.reason}{where}")
     lines.append("actions:" if decision.actions else "actions: none")
-    lines.extend(f"  {_action_line(action)}" for action in decision.actions)
+    lines.extend(f"  {action_line(action)}" for action in decision.actions)
     return "\n".join(lines)
 
 
-def _action_line(action: PlannedAction) -> str:
+def action_line(action: PlannedAction) -> str:
     skip = f"  (skipped: {action.skip_reason})" if action.skip_reason else ""
     return describe_action(action) + skip
 
@@ -188,79 +182,9 @@ def render_failure(result: CaseResult) -> str:
             lines.append("  expected skipped:")
             lines += [f"    {want.describe()}" for want in case.skipped] or ["    (none)"]
         lines.append("  actually skipped:")
-        lines += [f"    {_action_line(a)}" for a in result.skipped] or ["    (none)"]
+        lines += [f"    {action_line(a)}" for a in result.skipped] or ["    (none)"]
     lines.append("  why:")
     lines.append(indent(render_decision(result.decision), "    "))
-    return "\n".join(lines)
-
-
-def read_events_file(path: Path) -> list[ReplayEvent]:
-    """Events from a JSON array of webhook bodies, JSON lines, or a folder of `*.json`."""
-    if path.is_dir():
-        return [_replay(f.read_bytes(), f.name) for f in sorted(path.glob("*.json"))]
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PayloadError(400, f"cannot read {path}: {exc}") from exc
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
-        document = None
-    if isinstance(document, list):
-        bodies = [json.dumps(item).encode() for item in document]
-    elif isinstance(document, dict):
-        bodies = [text.encode()]
-    else:
-        bodies = [line.encode() for line in text.splitlines() if line.strip()]
-    return [_replay(body, f"{path.name}#{i + 1}") for i, body in enumerate(bodies)]
-
-
-def _replay(raw: bytes, label: str) -> ReplayEvent:
-    event = _event_from(raw, label)
-    return ReplayEvent(label, event, event.timestamp or datetime.now(UTC))
-
-
-def recent_events(settings: Settings, count: int) -> list[ReplayEvent]:
-    """The last `count` decided events of the decision log, oldest first, with their states."""
-    from worker.ops.admin_commands import connect
-    from worker.storage.conversations import ConversationStore
-
-    store = ConversationStore(connect(settings))
-    items = []
-    for delivery_id in reversed(store.recent_deliveries(conversation=None, limit=count)):
-        record = store.load(delivery_id)
-        if record is None:
-            continue  # expired
-        try:
-            event = _event_from(record.raw, delivery_id)
-        except PayloadError:
-            continue
-        now = datetime.fromtimestamp(record.received_at, UTC)
-        state = record.state_before or ConversationState()
-        items.append(ReplayEvent(delivery_id, event, now, state))
-    return items
-
-
-def _diff(args: argparse.Namespace, settings: Settings) -> int:
-    old, new = load_ruleset(Path(args.old)), load_ruleset(Path(args.new))
-    if args.events:
-        items = read_events_file(Path(args.events))
-    else:
-        items = recent_events(settings, args.recent)
-    changes = diff_rulesets(old, new, items)
-    for change in changes:
-        print(render_change(change))
-    print(f"{len(changes)} of {len(items)} events change (ruleset {old.version} -> {new.version})")
-    return 0
-
-
-def render_change(change: Change) -> str:
-    """One changed event: which, and its actions under each ruleset."""
-    event = change.item.event
-    lines = [f"{change.item.label}: {event.name} (conversation {event.conversation_id or 'none'})"]
-    for side, decision in (("old", change.old), ("new", change.new)):
-        lines.append(f"  {side}:" + ("" if decision.actions else " no action"))
-        lines.extend(f"    {_action_line(a)}" for a in decision.actions)
     return "\n".join(lines)
 
 
@@ -287,7 +211,7 @@ Exit 1 when any case fails."""
 
 
 def add_commands(add: AddCommand) -> None:
-    """Register check, test, explain, diff and schema on the main parser."""
+    """Register check, test, explain and schema on the main parser."""
     check = add("check", _check, "validate rule files (exit 1 with file:line:column errors)")
     check.add_argument("path", nargs="?", help="a rule file or folder (default RULES_PATH)")
     check.add_argument("--strict", action="store_true", help="fail (exit 1) on lint warnings too")
@@ -310,23 +234,7 @@ def add_commands(add: AddCommand) -> None:
     explain.add_argument("--now", help="ISO-8601 time of evaluation (default: the event's)")
     explain.add_argument("--json", action="store_true", help="machine-readable output")
 
-    diff = add("diff", _diff, "replay events through two rulesets; list those whose actions change")
-    diff.add_argument("old", help="the current rule file or folder")
-    diff.add_argument("new", help="the edited rule file or folder")
-    source = diff.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--events",
-        help="a JSON array of webhook bodies, JSON lines, or a folder of *.json; each "
-        "conversation's state is carried from event to event, from a conversation never seen",
-    )
-    source.add_argument(
-        "--recent",
-        type=int,
-        metavar="N",
-        help="the last N events of the decision log (Redis), each from the state it was decided in",
-    )
-
     add("schema", _schema, "print the JSON Schema of rule files (worker/rules.schema.json)")
 
 
-__all__ = ["add_commands", "read_event", "render_decision"]
+__all__ = ["action_line", "add_commands", "event_from", "read_event", "render_decision"]

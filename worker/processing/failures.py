@@ -26,14 +26,9 @@ import redis
 
 from worker.delivery.dlq import Attempt, DeadAction, DeadLetter, DeadLetterQueue
 from worker.delivery.retry import RetryPolicy
+from worker.engine.decision import Decision
 from worker.engine.envelope import parse_webhook
-from worker.engine.model import (
-    AWALCHAT_ACTIONS,
-    ConversationState,
-    Decision,
-    Event,
-    PlannedAction,
-)
+from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
 from worker.errors import (
     HelpdeskError,
     HelpdeskUnavailableError,

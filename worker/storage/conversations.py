@@ -27,7 +27,8 @@ from typing import Any, cast
 
 import redis
 
-from worker.engine.model import ConversationState, Decision
+from worker.engine.decision import Decision
+from worker.engine.model import ConversationState
 from worker.storage import keys
 from worker.storage.keys import View
 from worker.storage.records import DeliveryRecord, compact, parse_record, stored_form

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from worker.engine.model import ConversationState, Decision
+from worker.engine.decision import Decision
+from worker.engine.model import ConversationState
 from worker.storage.keys import View
 
 
