@@ -92,7 +92,7 @@ def _message_template(task_name: str, queue: str) -> str:
             "argsrepr": "@argsrepr@",
             "kwargsrepr": "{}",
             "origin": _ORIGIN,
-            "ignore_result": False,
+            "ignore_result": None,
             "replaced_task_nesting": 0,
             "stamped_headers": None,
             "stamps": {},

@@ -40,7 +40,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
-MIRROR = Path(__file__).resolve().parent.parent / "rules" / "10-helpwave-mirror.yaml"
+MIRROR = Path(__file__).resolve().parents[2] / "rules" / "10-helpwave-mirror.yaml"
 KEY = "hw-key"
 CREATE = "helpwave-ticket-on-customer-message#0"
 COMMENT = "helpwave-mirror-customer-message#0"

@@ -10,7 +10,7 @@ import pytest
 
 from worker.ops.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
 WEBHOOKS = ROOT / "tests" / "fixtures" / "webhooks"
 
