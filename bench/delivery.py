@@ -46,7 +46,7 @@ from tests.fakes.common import CallRecord
 from tests.fakes.server import FakeProvidersServer, run_fake_providers
 from tests.helpers_redis import start_redis_server
 from tests.integration.harness import Deployment
-from worker.ops.up import stop_processes
+from worker.ops.supervisor import stop_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT, WINDOW = 60, 10.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from worker.engine.envelope import MAX_DEPTH
-from worker.receiver.routes import MAX_BODY_BYTES
+from worker.receiver.handlers import MAX_BODY_BYTES
 
 _ROOM = MAX_BODY_BYTES - 200  # what the repeated part may fill, leaving room for the frame
 _DEEPER = b"[" * (MAX_DEPTH + 1)  # more brackets than MAX_DEPTH: the nesting is looked at

@@ -23,7 +23,7 @@ from typing import IO
 import httpx
 
 from tests.helpers_redis import free_port
-from worker.ops.up import stop_processes
+from worker.ops.supervisor import stop_processes
 from worker.receiver.signature import sign
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ from worker.engine.model import Event
 from worker.errors import ConfigError, QueueUnavailableError
 from worker.metrics import ReceiverMetrics
 from worker.receiver.app import build_receiver, create_app, receiver_from_env
-from worker.receiver.routes import MAX_BODY_BYTES, MAX_HANDSHAKE_BYTES, READ_TIMEOUT_SECONDS
+from worker.receiver.handlers import MAX_BODY_BYTES, MAX_HANDSHAKE_BYTES, READ_TIMEOUT_SECONDS
 from worker.receiver.signature import sign
 from worker.settings import Settings
 from worker.storage.clients import async_redis as redis_client
@@ -407,7 +407,7 @@ def test_metrics_count_outcomes_and_signature_failures(receiver: Receiver) -> No
 def test_logs_carry_ids_but_never_the_signature_or_secret(
     receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("DEBUG", logger="worker.receiver.routes")
+    caplog.set_level("DEBUG", logger="worker.receiver.handlers")
     headers = signed(BODY)
     receiver.post(BODY, headers)
     receiver.post(BODY, {"X-Awal-Signature-256": "sha256=" + "0" * 64})

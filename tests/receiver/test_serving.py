@@ -14,7 +14,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from tests.helpers_redis import free_port
-from worker.receiver.routes import READ_TIMEOUT_SECONDS
+from worker.receiver.handlers import READ_TIMEOUT_SECONDS
 from worker.receiver.serving import (
     DEFAULT_HTTP_PROTOCOL,
     HEAD_TIMEOUT_SECONDS,

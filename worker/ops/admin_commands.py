@@ -19,7 +19,7 @@ import redis
 from worker.delivery.dlq import DeadLetterQueue
 from worker.errors import ConfigError
 from worker.ops.embedded_redis import STATE_DIR, known_url
-from worker.ops.up import SECRET_FILE, known_receiver
+from worker.ops.supervisor import SECRET_FILE, known_receiver
 from worker.receiver.signature import sign
 from worker.settings import Settings
 from worker.storage.conversations import ConversationStore

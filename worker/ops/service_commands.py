@@ -20,7 +20,7 @@ AddCommand = Callable[..., argparse.ArgumentParser]
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.ops.up import effective_settings, run_up
+    from worker.ops.supervisor import effective_settings, run_up
 
     effective = effective_settings(settings)
 

@@ -22,8 +22,8 @@ from starlette.routing import BaseRoute, Route
 from worker.errors import ConfigError
 from worker.logs import configure_logging
 from worker.metrics import ReceiverMetrics
-from worker.receiver.admin_routes import admin_routes
-from worker.receiver.routes import READ_TIMEOUT_SECONDS, InboxProtocol, Readiness, Receiver
+from worker.receiver.decisions_api import decisions_routes
+from worker.receiver.handlers import READ_TIMEOUT_SECONDS, InboxProtocol, Readiness, Receiver
 from worker.receiver.signature import SignatureVerifier
 from worker.settings import Settings
 from worker.storage.clients import async_redis
@@ -99,7 +99,7 @@ def build_receiver(
         readiness=readiness,
         details=details,
         lifespan=lifespan,
-        extra_routes=admin_routes(settings, client),
+        extra_routes=decisions_routes(settings, client),
         read_timeout=settings.receiver_read_timeout_seconds,
     )
 

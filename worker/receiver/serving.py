@@ -12,7 +12,7 @@ both bounds added:
   connection is closed without an answer;
 - a head over `MAX_HEAD_BYTES` is answered 431 and the connection closed.
 
-The body then has `worker.receiver.routes.READ_TIMEOUT_SECONDS` (408 past it). Together: no
+The body then has `worker.receiver.handlers.READ_TIMEOUT_SECONDS` (408 past it). Together: no
 request holds its connection longer than about 20 s before it is answered, and none of this
 waiting blocks the event loop, so a trickling sender never delays anyone else's webhook.
 
@@ -32,7 +32,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from worker.receiver.deadlines import Deadlines
-from worker.receiver.routes import READ_TIMEOUT_SECONDS
+from worker.receiver.handlers import READ_TIMEOUT_SECONDS
 
 HEAD_TIMEOUT_SECONDS = READ_TIMEOUT_SECONDS
 MAX_HEAD_BYTES = 16 * 1024  # h11's default limit, which uvicorn applies with `--http h11`

@@ -14,8 +14,8 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from worker.engine import evaluate, load_ruleset_from_texts
 from worker.engine.model import ConversationState, Event
-from worker.receiver.admin_routes import admin_routes
 from worker.receiver.app import create_app
+from worker.receiver.decisions_api import decisions_routes
 from worker.settings import Settings
 from worker.storage.conversations import ConversationStore
 from worker.storage.inbox import AcceptResult
@@ -73,7 +73,7 @@ def client_for(server: fakeredis.FakeServer, token: str | None) -> Iterator[Test
         settings,
         NoInbox(),
         details=lambda: {"rules": {"version": "abc", "refused_change": None}},
-        extra_routes=admin_routes(settings, redis),
+        extra_routes=decisions_routes(settings, redis),
     )
     with TestClient(app) as http:
         yield http

@@ -19,7 +19,7 @@ from worker.storage.decision_log import recent_decisions
 MAX_LIMIT = 500
 
 
-def admin_routes(settings: Settings, client: redis.asyncio.Redis) -> list[BaseRoute]:
+def decisions_routes(settings: Settings, client: redis.asyncio.Redis) -> list[BaseRoute]:
     """The admin routes for `settings` (none when ADMIN_TOKEN is unset)."""
     if settings.admin_token is None:
         return []
