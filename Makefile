@@ -30,10 +30,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -m 'not integration' --no-cov -q
 
+# wrk (Debian's package) loads the receiver; installed here when missing (needs root).
 bench: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python -m bench.receiver
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.storage
 
 clean:
 	rm -rf $(VENV) .ticket-worker .mypy_cache .pytest_cache .ruff_cache .coverage*
