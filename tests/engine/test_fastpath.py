@@ -29,6 +29,7 @@ from worker.engine.model import (
     ConversationState,
     Event,
     PlannedAction,
+    Wait,
     conversation_state,
     planned_action,
 )
@@ -329,7 +330,12 @@ def test_the_fast_constructors_build_what_the_dataclasses_build() -> None:
         "r", 1, "close_ticket", {}, "why"
     )
     until = {"r": NOW + timedelta(minutes=5)}
-    assert conversation_state(True, "7", True, until) == ConversationState(True, "7", True, until)
+    wait = {"r": Wait("r", NOW, "d41d8cd9", business=True)}
+    assert conversation_state(True, "7", True, until, wait, NOW) == ConversationState(
+        True, "7", True, until, wait, NOW
+    )
+    state = ConversationState(True, "7", True, until, wait, NOW)
+    assert ConversationState.from_json(state.to_json()) == state
     failure = condition_failure("data.body", "equals 'a'", None, True)
     assert failure == ConditionFailure("data.body", "equals 'a'", None, missing=True)
     assert rule_outcome("r", "not_matched", "why", failure, "f.yaml", 3) == RuleOutcome(

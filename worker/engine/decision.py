@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import FrozenInstanceError, dataclass
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from worker.engine.model import ConversationState, PlannedAction
@@ -23,6 +24,10 @@ OutcomeStatus = Literal[
     "cooling_down",  # matched, but its cooldown for this conversation is running
     "stopped",  # an earlier rule had `stop: true`
     "after_first_match",  # `mode: first_match` and an earlier rule of its file matched
+    "scheduled",  # matched, and has `after:`: its actions wait (see `wait_changes`)
+    "due",  # a wait ended: its actions are planned (timers.fire)
+    "superseded",  # a wait ended that a later event had restarted or cancelled
+    "cancelled",  # a wait ended whose rule was removed, disabled or changed since
 ]
 
 
@@ -52,6 +57,17 @@ class RuleOutcome:
     line: int = 0
 
 
+@dataclass(frozen=True)
+class WaitChange:
+    """A wait this decision started or restarted (`due` set: when its actions are due) or
+    cancelled (`due` None), and why, as a decision record says it: "scheduled for T
+    (business time)", "cancelled by message.received (unless)", ..."""
+
+    rule: str
+    due: datetime | None
+    reason: str
+
+
 class Decision:
     """What to do for one event and why, for every rule of the ruleset.
 
@@ -67,6 +83,7 @@ class Decision:
     conversation_id: str | None
     actions: tuple[PlannedAction, ...]
     state_after: ConversationState
+    wait_changes: tuple[WaitChange, ...]
     _outcomes: tuple[RuleOutcome, ...] | None
     _explain: Callable[[], tuple[RuleOutcome, ...]] | None
     _matched: tuple[str, ...] | None
@@ -79,6 +96,7 @@ class Decision:
         outcomes: tuple[RuleOutcome, ...],
         actions: tuple[PlannedAction, ...],
         state_after: ConversationState,
+        wait_changes: tuple[WaitChange, ...] = (),
     ) -> None:
         _set = object.__setattr__
         _set(self, "ruleset_version", ruleset_version)
@@ -86,6 +104,7 @@ class Decision:
         _set(self, "conversation_id", conversation_id)
         _set(self, "actions", actions)
         _set(self, "state_after", state_after)
+        _set(self, "wait_changes", tuple(wait_changes))
         _set(self, "_outcomes", tuple(outcomes))
         _set(self, "_explain", None)
         _set(self, "_matched", None)
@@ -100,6 +119,7 @@ class Decision:
         actions: tuple[PlannedAction, ...],
         state_after: ConversationState,
         matched_rules: tuple[str, ...],
+        wait_changes: tuple[WaitChange, ...] = (),
     ) -> Decision:
         """A decision whose outcomes `explain()` returns when first read.
 
@@ -113,6 +133,7 @@ class Decision:
         fields["conversation_id"] = conversation_id
         fields["actions"] = actions
         fields["state_after"] = state_after
+        fields["wait_changes"] = wait_changes
         fields["_outcomes"] = None
         fields["_explain"] = explain
         fields["_matched"] = matched_rules
@@ -146,6 +167,7 @@ class Decision:
             self.outcomes,
             self.actions,
             self.state_after,
+            self.wait_changes,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -172,6 +194,19 @@ class Decision:
         return (Decision, self._fields())
 
     def to_json(self) -> dict[str, Any]:
+        data = self._to_json()
+        if self.wait_changes:
+            data["wait_changes"] = [
+                {
+                    "rule": c.rule,
+                    "due": None if c.due is None else c.due.isoformat(),
+                    "reason": c.reason,
+                }
+                for c in self.wait_changes
+            ]
+        return data
+
+    def _to_json(self) -> dict[str, Any]:
         return {
             "ruleset_version": self.ruleset_version,
             "event": self.event,
@@ -242,6 +277,14 @@ class Decision:
                 for a in data["actions"]
             ),
             state_after=ConversationState.from_json(data["state_after"]),
+            wait_changes=tuple(
+                WaitChange(
+                    rule=c["rule"],
+                    due=None if c.get("due") is None else datetime.fromisoformat(c["due"]),
+                    reason=c.get("reason", ""),
+                )
+                for c in data.get("wait_changes", ())
+            ),
         )
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
@@ -172,3 +172,21 @@ def _conversation_id(data: object) -> str | None:
     if len(text) > MAX_CONVERSATION_ID_LENGTH:
         raise PayloadError(400, "conversation_id too long")
     return text
+
+
+EXCERPT_FIELDS: Final = ("conversation_id", "from", "phone_number")
+
+
+def excerpt(event: Event) -> dict[str, Any]:
+    """What carrying out an action later needs of its event, and no more: the name, the
+    time and the fields actions read (the conversation and the customer's phone). Rule
+    templates are filled when an action is planned, so the body need not be kept.
+    `parse_webhook` reads an excerpt back as an Event."""
+    data = event.payload.get("data")
+    kept = {}
+    if isinstance(data, dict):
+        kept = {k: data[k] for k in EXCERPT_FIELDS if k in data}
+    result: dict[str, Any] = {"event": event.name, "data": kept}
+    if "timestamp" in event.payload:
+        result["timestamp"] = event.payload["timestamp"]
+    return result

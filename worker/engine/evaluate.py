@@ -82,7 +82,14 @@ def evaluate(
         event.conversation_id,
         partial(explain, ruleset, event, state, now),
         tuple(actions),
-        conversation_state(ticket_open, helpwave_id, helpwave_planned, cooldowns),
+        conversation_state(
+            ticket_open,
+            helpwave_id,
+            helpwave_planned,
+            cooldowns,
+            state.waits,
+            state.last_customer_message,
+        ),
         tuple(matched),
     )
 

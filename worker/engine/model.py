@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 OPEN_TICKET: Final = "open_ticket"
@@ -42,6 +42,49 @@ class Event:
     conversation_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Wait:
+    """A rule's actions scheduled for a conversation (rules.md "Time"): carried out at `due`
+    (UTC) unless restarted or cancelled first.
+
+    `definition` fingerprints the rule as it was when the wait started (`Rule.definition`):
+    a later ruleset whose rule differs cancels it. `business`: `due` counted business time.
+    `params`: each action's parameters, placeholders filled from the event that started the
+    wait (an action without parameters has `{}`). `event`: the excerpt of that event the
+    actions need when carried out (`envelope.excerpt`; empty when they need none).
+    Stored compactly inside the conversation's state (`to_json`): a pending wait costs a few
+    dozen bytes there, and one entry of the timers set.
+    """
+
+    rule: str
+    due: datetime
+    definition: str
+    business: bool = False
+    params: tuple[Mapping[str, Any], ...] = ()
+    event: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"r": self.rule, "d": self.due.timestamp(), "h": self.definition}
+        if self.business:
+            data["b"] = 1
+        if any(self.params):
+            data["p"] = [dict(p) for p in self.params]
+        if self.event:
+            data["e"] = dict(self.event)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Wait:
+        return cls(
+            rule=str(data["r"]),
+            due=datetime.fromtimestamp(float(data["d"]), UTC),
+            definition=str(data.get("h", "")),
+            business=bool(data.get("b", False)),
+            params=tuple(data.get("p", ())),
+            event=dict(data.get("e", {})),
+        )
+
+
 @dataclass(frozen=True, init=False)
 class ConversationState:
     """What the worker knows of one conversation before an event is decided.
@@ -59,6 +102,8 @@ class ConversationState:
     helpwave_ticket_id: str | None = None
     helpwave_ticket_planned: bool = False
     cooldowns: Mapping[str, datetime] = field(default_factory=dict)  # rule name -> until (UTC)
+    waits: Mapping[str, Wait] = field(default_factory=dict)  # rule name -> its pending wait
+    last_customer_message: datetime | None = None  # the last message.received (UTC)
 
     def __init__(
         self,
@@ -66,6 +111,8 @@ class ConversationState:
         helpwave_ticket_id: str | None = None,
         helpwave_ticket_planned: bool = False,
         cooldowns: Mapping[str, datetime] | None = None,
+        waits: Mapping[str, Wait] | None = None,
+        last_customer_message: datetime | None = None,
     ) -> None:
         # The dataclass __init__, without one object.__setattr__ per field: one is made
         # for every event decided.
@@ -74,14 +121,21 @@ class ConversationState:
         fields["helpwave_ticket_id"] = helpwave_ticket_id
         fields["helpwave_ticket_planned"] = helpwave_ticket_planned
         fields["cooldowns"] = {} if cooldowns is None else cooldowns
+        fields["waits"] = {} if waits is None else waits
+        fields["last_customer_message"] = last_customer_message
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "ticket_open": self.ticket_open,
             "helpwave_ticket_id": self.helpwave_ticket_id,
             "helpwave_ticket_planned": self.helpwave_ticket_planned,
             "cooldowns": {name: until.isoformat() for name, until in self.cooldowns.items()},
         }
+        if self.waits:
+            data["waits"] = [wait.to_json() for wait in self.waits.values()]
+        if self.last_customer_message is not None:
+            data["last_customer_message"] = self.last_customer_message.isoformat()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ConversationState:
@@ -104,6 +158,12 @@ class ConversationState:
                 name: datetime.fromisoformat(until)
                 for name, until in dict(data.get("cooldowns", {})).items()
             },
+            waits={w.rule: w for w in (Wait.from_json(item) for item in data.get("waits", ()))},
+            last_customer_message=(
+                datetime.fromisoformat(data["last_customer_message"])
+                if data.get("last_customer_message")
+                else None
+            ),
         )
 
     def evolve(self, **changes: Any) -> ConversationState:
@@ -154,6 +214,8 @@ def conversation_state(
     helpwave_ticket_id: str | None,
     helpwave_ticket_planned: bool,
     cooldowns: Mapping[str, datetime],
+    waits: Mapping[str, Wait],
+    last_customer_message: datetime | None,
 ) -> ConversationState:
     """`ConversationState(...)` with every field given, built as `planned_action` is."""
     state = _new(ConversationState)
@@ -162,4 +224,6 @@ def conversation_state(
     fields["helpwave_ticket_id"] = helpwave_ticket_id
     fields["helpwave_ticket_planned"] = helpwave_ticket_planned
     fields["cooldowns"] = cooldowns
+    fields["waits"] = waits
+    fields["last_customer_message"] = last_customer_message
     return state

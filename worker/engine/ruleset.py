@@ -42,6 +42,10 @@ class Rule:
     cooldown: timedelta | None = None
     enabled: bool = True
     column: int = 1
+    after: timedelta | None = None  # `after:`: its actions wait this long (see `timers`)
+    business: bool = False  # `after: {business: ...}`: counted in the file's business hours
+    unless: frozenset[str] = frozenset()  # `unless:`: events that cancel its wait
+    definition: str = ""  # fingerprint of when/after/unless/then: a change cancels waits
 
     def listens_to(self, event: str) -> bool:
         return self.events == WILDCARD or event in self.events

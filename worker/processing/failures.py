@@ -27,7 +27,7 @@ import redis
 from worker.delivery.dlq import Attempt, DeadAction, DeadLetter, DeadLetterQueue
 from worker.delivery.retry import RetryPolicy
 from worker.engine.decision import Decision
-from worker.engine.envelope import parse_webhook
+from worker.engine.envelope import excerpt, parse_webhook
 from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
 from worker.errors import (
     HelpdeskError,
@@ -104,20 +104,6 @@ def attempt_record(exc: Exception, now: float) -> dict[str, Any]:
     return record
 
 
-def event_excerpt(event: Event) -> dict[str, Any]:
-    """What a replay of an action needs of its event, and no more: the name, the time and the
-    fields actions read (the conversation and the customer's phone). Rule templates were
-    filled when the action was planned, so the raw body need not outlive its retention."""
-    data = event.payload.get("data")
-    kept = {}
-    if isinstance(data, dict):
-        kept = {k: data[k] for k in ("conversation_id", "from", "phone_number") if k in data}
-    excerpt: dict[str, Any] = {"event": event.name, "data": kept}
-    if "timestamp" in event.payload:
-        excerpt["timestamp"] = event.payload["timestamp"]
-    return excerpt
-
-
 def dead_letter(
     record: DeliveryRecord,
     event: Event,
@@ -133,7 +119,7 @@ def dead_letter(
         created_at=now,
         delivery_id=record.delivery_id,
         conversation=record.conversation,
-        event=event_excerpt(event),
+        event=excerpt(event),
         action=DeadAction(
             kind=action.kind, params=dict(action.params), rule=action.rule, index=action.index
         ),
@@ -205,7 +191,7 @@ def _excerpt_from_delivery(client: redis.Redis, letter: DeadLetter) -> dict[str,
         event = None
     if not isinstance(event, Event):
         raise ReplayError(f"dead letter {letter.id}: its event is gone; drop it")
-    return event_excerpt(event)
+    return excerpt(event)
 
 
 def replay_all(
