@@ -91,20 +91,26 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # `*_created`: noise
 class SharedStateCollector(Collector):
     """Gauges read from Redis at scrape time: the same figures from every worker."""
 
-    def __init__(self, client: redis.Redis, *, queue: str, parked: str, dlq: str) -> None:
+    def __init__(
+        self, client: redis.Redis, *, queue: str, parked: str, dlq: str, timers: str
+    ) -> None:
         self._redis = client
-        self._keys = (queue, parked, dlq)
+        self._keys = (queue, parked, dlq, timers)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        queue, parked, dlq = self._keys
+        queue, parked, dlq, timers = self._keys
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.llen(queue)
             pipe.zcard(parked)
             pipe.hlen(dlq)
-            depth, parked_count, dead = pipe.execute()
+            pipe.zcard(timers)
+            depth, parked_count, dead, pending = pipe.execute()
         except redis.RedisError:
             return
+        yield GaugeMetricFamily(
+            "ticket_worker_timers_pending", "waits of rules with after: not yet due", value=pending
+        )
         yield GaugeMetricFamily(
             "ticket_worker_queue_depth", "Celery messages waiting in the queue", value=depth
         )
@@ -157,6 +163,19 @@ class WorkerMetrics:
             ["destination"],
             registry=r,
         )
+        self.timers = Counter(
+            "ticket_worker_timers",
+            "waits of rules with after: scheduled, cancelled, and how each ended: due (carried "
+            "out), cancelled (rule changed), cooling_down, superseded, dropped (conversation gone)",
+            ["outcome"],
+            registry=r,
+        )
+        self.timer_lateness = Histogram(
+            "ticket_worker_timer_lateness_seconds",
+            "how late a wait's actions started after its due time",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=r,
+        )
         self.dead_letters_dropped = Counter(
             "ticket_worker_dead_letters_dropped",
             "dead letters dropped past DLQ_MAX (reason=max) or DLQ_RETENTION (reason=retention)",
@@ -177,9 +196,11 @@ class WorkerMetrics:
         self.rules_version.clear()
         self.rules_version.labels(version=version).set(1)
 
-    def watch(self, client: redis.Redis, *, queue: str, parked: str, dlq: str) -> None:
+    def watch(self, client: redis.Redis, *, queue: str, parked: str, dlq: str, timers: str) -> None:
         """Add the shared-state gauges read from `client`."""
-        self.registry.register(SharedStateCollector(client, queue=queue, parked=parked, dlq=dlq))
+        self.registry.register(
+            SharedStateCollector(client, queue=queue, parked=parked, dlq=dlq, timers=timers)
+        )
 
     def serve(self, port: int, host: str = "0.0.0.0") -> None:
         """Serve /metrics on `port` in a daemon thread."""

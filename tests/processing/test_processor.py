@@ -138,6 +138,7 @@ def build(
     *,
     retention: int = DEFAULT_STATE_RETENTION,
     run_budget: float = 20.0,
+    rules: str = RULES,
 ) -> World:
     server = fakeredis.FakeServer()
     client = fakeredis.FakeRedis(server=server)
@@ -151,7 +152,7 @@ def build(
         gate = RateGate(limiter, lambda _r: destination, clock=clock, sleep=lambda _s: None)
         return gate.install(httpx.Client(transport=httpx.MockTransport(provider), timeout=5))
 
-    store = ConversationStore(client, retention=retention)
+    store = ConversationStore(client, retention=retention, clock=clock)
     parking = ParkingLot(client)
     dlq = DeadLetterQueue(client)
     executor = ActionExecutor(
@@ -166,7 +167,7 @@ def build(
         helpwave=HelpWaveClient(http("helpwave:hw"), base_url="http://helpwave.test", api_key="k"),
         default_phone_number_id="100",
     )
-    ruleset = load_ruleset_from_texts({"rules.yaml": RULES})
+    ruleset = load_ruleset_from_texts({"rules.yaml": rules})
     processor = ConversationProcessor(
         store=store,
         rules=lambda: ruleset,

@@ -1,9 +1,17 @@
-"""Parked work: conversations waiting for their time, holding no worker slot.
+"""Parked work: members waiting for their time, holding no worker slot.
 
-A sorted set (`tw:parked`: member = conversation key, score = due Unix time). Waits far
-longer than the broker's visibility timeout (AwalChat windows last up to an hour) live here
-instead of in a Celery countdown. A `ParkedReleaser` thread in every worker process moves
-due members back onto the Celery queue.
+A sorted set of members with their due Unix time as score, and a `ParkedReleaser` thread in
+every worker process that moves due members, atomically, onto the Celery queue. Two sets use
+it:
+
+- `tw:parked`: conversations whose next action must wait (rate budget, retry backoff; AWALCHAT
+  windows last up to an hour): released as a drain of the conversation;
+- `tw:timers`: waits of rules with `after:` (`worker.storage.timers`): released as an item
+  in the conversation's inbox (`Release.inbox`, the item ends with the due time in ms) and
+  a drain, in one script, so a wait takes its place in the conversation's order.
+
+Waits far longer than the broker's visibility timeout live here instead of in a Celery
+countdown.
 
 Parking an already parked member keeps the EARLIER due time (ZADD LT). A release that comes
 too early is harmless: the drainer finds its action not due yet and parks it again. A
@@ -16,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis
 
@@ -26,23 +35,38 @@ log = logging.getLogger(__name__)
 
 PARKED_KEY = keys.PARKED
 
-# KEYS[1] parked zset, KEYS[2] queue list; ARGV: now, then member/message pairs.
-# A member is released only if it is still parked and due, so a concurrent releaser (or a
+# KEYS[1] the zset, KEYS[2] queue list; ARGV: now, the inboxes' TTL, then per member:
+# member, message, inbox key ('' for none), inbox item prefix.
+# A member is released only if it is still there and due, so a concurrent releaser (or a
 # re-park with a later time) makes it skip: nothing is released twice, and a crash before
-# or after the script leaves every member either parked or queued, never neither.
+# or after the script leaves every member either waiting or queued, never neither.
 _RELEASE = """
 local now = tonumber(ARGV[1])
 local released = {}
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 4 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) <= now then
     redis.call('ZREM', KEYS[1], ARGV[i])
+    if ARGV[i + 2] ~= '' then
+      redis.call('RPUSH', ARGV[i + 2], ARGV[i + 3] .. string.format('%.0f', tonumber(score) * 1000))
+      redis.call('EXPIRE', ARGV[i + 2], ARGV[2])
+    end
     redis.call('LPUSH', KEYS[2], ARGV[i + 1])
     table.insert(released, ARGV[i])
   end
 end
 return released
 """
+
+
+@dataclass(frozen=True)
+class Release:
+    """What releasing a member does: LPUSH `message` on the queue, and first, when `inbox`
+    is set, RPUSH `item` + the member's due time in ms onto that inbox list."""
+
+    message: str
+    inbox: str = ""
+    item: str = ""
 
 
 def _text(value: object) -> str:
@@ -52,9 +76,16 @@ def _text(value: object) -> str:
 class ParkingLot:
     """The parked set. Every method is one atomic Redis operation or script."""
 
-    def __init__(self, redis_client: redis.Redis, *, key: str = PARKED_KEY) -> None:
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        *,
+        key: str = PARKED_KEY,
+        inbox_ttl: int = keys.DEFAULT_STATE_RETENTION,
+    ) -> None:
         self._redis = redis_client
         self.key = key
+        self._inbox_ttl = inbox_ttl
         self._release = redis_client.register_script(_RELEASE)
 
     def park(self, member: str, due: float, *, replace: bool = False) -> None:
@@ -81,20 +112,23 @@ class ParkingLot:
     def release_due(
         self,
         now: float,
-        build_message: Callable[[str], str],
-        queue: str = "celery",
+        build: Callable[[str], Release | str],
+        queue: str = keys.CELERY_QUEUE,
         limit: int = 100,
     ) -> list[str]:
-        """Move up to `limit` members due at `now` onto `queue` (LPUSH of
-        `build_message(member)`), atomically; return the members released."""
+        """Release up to `limit` members due at `now`, atomically, as `build(member)` says
+        (a plain string: that message on `queue`); return the members released."""
         members = [
             _text(m) for m in self._redis.zrangebyscore(self.key, "-inf", now, start=0, num=limit)
         ]
         if not members:
             return []
-        args: list[str] = [repr(float(now))]
+        args: list[str | int] = [repr(float(now)), self._inbox_ttl]
         for member in members:
-            args += [member, build_message(member)]
+            release = build(member)
+            if isinstance(release, str):
+                release = Release(release)
+            args += [member, release.message, release.inbox, release.item]
         released = self._release(keys=[self.key, queue], args=args)
         return [_text(m) for m in released]
 
@@ -109,9 +143,9 @@ class ParkedReleaser:
     def __init__(
         self,
         lot: ParkingLot,
-        build_message: Callable[[str], str],
+        build_message: Callable[[str], Release | str],
         *,
-        queue: str = "celery",
+        queue: str = keys.CELERY_QUEUE,
         interval: float = 0.5,
         limit: int = 100,
         clock: Callable[[], float] = time.time,
@@ -122,7 +156,7 @@ class ParkedReleaser:
         self._interval = interval
         self._limit = limit
         self._clock = clock
-        self._periodic = Periodic("parked-releaser", interval, self.tick)
+        self._periodic = Periodic(f"releaser-{lot.key}", interval, self.tick)
 
     def start(self) -> None:
         """Start the thread (once)."""

@@ -1,4 +1,4 @@
-"""Operator commands that talk to a running deployment: `send`, `decisions`, `dlq`.
+"""Operator commands that talk to a running deployment: `send`, `decisions`, `dlq`, `timers`.
 
 They find Redis through REDIS_URL, or the embedded Redis that `ticket-worker up` runs from
 this folder.
@@ -25,6 +25,7 @@ from worker.settings import Settings
 from worker.storage.conversations import ConversationStore
 from worker.storage.decision_log import describe_delivery, render_delivery
 from worker.storage.records import DeliveryRecord
+from worker.storage.timers import pending_waits
 
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8000/webhooks/awalchat"
 AddCommand = Callable[..., argparse.ArgumentParser]
@@ -136,8 +137,42 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _timers(args: argparse.Namespace, settings: Settings) -> int:
+    client = connect(settings)
+    waits = pending_waits(client, conversation=args.conversation, limit=args.limit)
+    if not waits:
+        print("no pending waits")
+    now = time.time()
+    for pending in waits:
+        wait = pending.wait
+        left = wait.due.timestamp() - now
+        when = f"in {span(left)}" if left > 0 else f"due {span(-left)} ago"
+        flags = " (business time)" if wait.business else ""
+        flags += " [dry-run]" if pending.view == "dry" else ""
+        print(
+            f"{wait.due.isoformat(timespec='seconds')}  {when:<16}  "
+            f"conversation {pending.conversation}  {wait.rule}{flags}"
+        )
+    return 0
+
+
+def span(seconds: float) -> str:
+    """A duration as people read it: 2d3h, 3h5m, 4m10s, 12s."""
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes}m"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
 def add_commands(add: AddCommand) -> None:
-    """Register send, decisions and dlq on the main parser."""
+    """Register send, decisions, dlq and timers on the main parser."""
     send = add("send", _send, "sign a sample webhook with the configured secret and post it")
     send.add_argument("file", help="a JSON webhook body, e.g. tests/fixtures/webhooks/*.json")
     send.add_argument("--url", help=f"the receiver's webhook URL (default {DEFAULT_WEBHOOK_URL})")
@@ -155,6 +190,10 @@ def add_commands(add: AddCommand) -> None:
     listing.add_argument("--limit", type=int, default=50)
     sub.add_parser("show", help="one dead letter, whole").add_argument("id")
     sub.add_parser("drop", help="delete one dead letter").add_argument("id")
+
+    timers = add("timers", _timers, "pending timed actions (rules with after:), soonest first")
+    timers.add_argument("--conversation", help="only this conversation id")
+    timers.add_argument("--limit", type=int, default=50)
     replay = sub.add_parser("replay", help="carry a dead letter's action out again")
     target = replay.add_mutually_exclusive_group(required=True)
     target.add_argument("id", nargs="?")

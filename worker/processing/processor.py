@@ -8,10 +8,14 @@ parks the rest, due at once): one drain's work is bounded by the budget plus one
 An event is decided when it reaches the head of the inbox: every earlier action of the
 conversation has then completed, so `ticket:` conditions see the state they lead to.
 
-Each action runs at most once to completion (its outcome is recorded atomically with the
-state it leads to, under the idempotency key delivery:rule#index). An action that must wait
-(rate budget, retry backoff) parks the whole conversation in Redis and frees the worker;
-the parked releaser puts it back on the queue when its time comes.
+Each action runs at most once to completion (`action_runner`: its outcome is recorded
+atomically with the state it leads to, under the idempotency key delivery:rule#index). An
+action that must wait (rate budget, retry backoff) parks the whole conversation in Redis and
+frees the worker; the parked releaser puts it back on the queue when its time comes.
+
+Besides webhook deliveries, an inbox holds replays (`r...`, worker.processing.failures) and
+waits coming due (`t...`, worker.processing.timer_items): each is decided once (a wait by
+`engine.timers.fire`) and carried out the same way.
 
 A dry run (`DRY_RUN`, or an event accepted under it) decides against its own view of the
 tickets (`tw:dry:state:{conv}`) and never changes what a live run believes.
@@ -25,20 +29,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.lease import Lease, LeaseKeeper
 from worker.delivery.retry import RetryPolicy
 from worker.engine import Ruleset, evaluate
+from worker.engine.decision import Decision
 from worker.engine.envelope import parse_webhook
-from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
-from worker.errors import ActionError, ConfigError, HelpdeskError, PayloadError, ThrottledError
+from worker.engine.model import ConversationState, Event, Wait
+from worker.engine.timers import fire
+from worker.errors import PayloadError
 from worker.metrics import WorkerMetrics, event_label
+from worker.processing.action_runner import ActionRunner
 from worker.processing.actions import ActionExecutor
-from worker.processing.failures import attempt_record, dead_letter, verdict
+from worker.processing.timer_items import open_timer, wait_of
 from worker.storage.conversations import ConversationStore
 from worker.storage.records import DeliveryRecord, is_quiet
+from worker.storage.timers import is_timer_item
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +91,22 @@ class ConversationProcessor:
     ) -> None:
         self._store = store
         self._rules = rules
-        self._executor = executor
-        self._retry = retry
-        self._dlq = dead_letters
         self._park = park
         self._dry_run = dry_run
         self._clock = clock
-        self._rng = rng or random.Random()
         self._leases = leases if leases is not None else LeaseKeeper(store, ttl=lock_ttl)
         self._run_budget = run_budget
         self._stopping = stopping
         self._metrics = metrics or WorkerMetrics()
+        self._runner = ActionRunner(
+            store=store,
+            executor=executor,
+            retry=retry,
+            dead_letters=dead_letters,
+            clock=clock,
+            rng=rng or random.Random(),
+            metrics=self._metrics,
+        )
 
     def drain(self, conversation: str) -> DrainReport:
         """Process the conversation's inbox until it is empty, it must wait, or time is up."""
@@ -138,15 +150,50 @@ class ConversationProcessor:
             raise _Stop(now)
 
     def _process(
-        self, conversation: str, delivery_id: str, lease: Lease, started: float
+        self, conversation: str, item: str, lease: Lease, started: float
     ) -> tuple[bool, bool]:
-        """Decide the delivery (once) and carry out its actions; return (quiet: no rule
+        """Decide the item (once) and carry out its actions; return (quiet: no rule
         listened, has a conversation). Raise _Stop when the drain must stop first."""
         self._check(lease, started)
-        record = self._store.load(delivery_id)
-        if record is None:
-            log.error("delivery record missing", extra={"delivery_id": delivery_id})
+        opened = self._open(conversation, item)
+        if opened is None:
             return False, True
+        record, event, wait = opened
+        decision = record.decision
+        if decision is None:
+            state = self._store.state(conversation, record.view)
+            decision = self._decide(conversation, record, event, wait, state)
+            decision = self._store.store_decision(record, decision, state)
+            record = replace(record, decision=decision, state_before=state)
+            self._observe(record, event, wait, decision)
+        for action in decision.actions:
+            if action.key in record.done:
+                continue
+            self._check(lease, started)
+            until = self._runner.run(record, event, action)
+            if until is not None:
+                raise _Stop(until)
+        return is_quiet(decision), event.conversation_id is not None
+
+    def _open(
+        self, conversation: str, item: str
+    ) -> tuple[DeliveryRecord, Event, Wait | None] | None:
+        """The item's record, its event, and the wait it carries out (timer items); None
+        when there is nothing to do."""
+        wait = None
+        if is_timer_item(item):
+            opened = open_timer(self._store, conversation, item)
+            if isinstance(opened, str):  # superseded, or its conversation is gone
+                self._metrics.timers.labels(outcome=opened).inc()
+                log.info("wait %s", opened, extra={"conversation": conversation, "item": item})
+                return None
+            record, wait = opened, wait_of(opened)
+        else:
+            loaded = self._store.load(item)
+            if loaded is None:
+                log.error("delivery record missing", extra={"delivery_id": item})
+                return None
+            record = loaded
         if self._dry_run and not record.dry_run:
             record = replace(record, dry_run=True)
         try:
@@ -154,113 +201,52 @@ class ConversationProcessor:
         except PayloadError:
             event = None
         if not isinstance(event, Event):
-            log.error("stored delivery is not an event", extra={"delivery_id": delivery_id})
-            return False, True
-        decision = record.decision
-        if decision is None:
-            state = self._store.state(conversation, record.view)
-            now = datetime.fromtimestamp(record.received_at or self._clock(), UTC)
-            decision = evaluate(self._rules(), event, state, now=now)
-            decision = self._store.store_decision(record, decision, state)
-            record = replace(record, decision=decision, state_before=state)
-            self._metrics.events.labels(event=event_label(event.name)).inc()
-            for rule in decision.matched_rules:
-                self._metrics.rule_matches.labels(rule=rule).inc()
-            log.info(
-                "event decided",
-                extra={
-                    "delivery_id": delivery_id,
-                    "conversation": conversation,
-                    "event": event.name,
-                    "matched": list(decision.matched_rules),
-                    "actions": [a.kind for a in decision.actions if a.skip_reason is None],
-                    "ruleset_version": decision.ruleset_version,
-                    "dry_run": record.dry_run,
-                },
-            )
-        for action in decision.actions:
-            if action.key in record.done:
-                continue
-            self._check(lease, started)
-            until = self._carry_out(record, event, action)
-            if until is not None:
-                raise _Stop(until)
-        return is_quiet(decision), event.conversation_id is not None
+            log.error("stored delivery is not an event", extra={"delivery_id": item})
+            return None
+        return record, event, wait
 
-    def _complete(
+    def _decide(
         self,
+        conversation: str,
         record: DeliveryRecord,
-        action: PlannedAction,
-        outcome: dict[str, Any],
-        state: ConversationState | None,
+        event: Event,
+        wait: Wait | None,
+        state: ConversationState,
+    ) -> Decision:
+        if wait is not None:
+            now = datetime.fromtimestamp(self._clock(), UTC)
+            return fire(self._rules(), conversation, wait.rule, wait.due, state, now=now)
+        now = datetime.fromtimestamp(record.received_at or self._clock(), UTC)
+        return evaluate(self._rules(), event, state, now=now)
+
+    def _observe(
+        self, record: DeliveryRecord, event: Event, wait: Wait | None, decision: Decision
     ) -> None:
-        self._store.complete(record, action.key, outcome, state=state)
-        self._metrics.actions.labels(action=action.kind, outcome=outcome.get("result", "")).inc()
+        """Count and log a decision just stored."""
+        if wait is None:
+            self._metrics.events.labels(event=event_label(event.name)).inc()
+        else:
+            outcome = decision.outcomes[0].status if decision.outcomes else "due"
+            self._metrics.timers.labels(outcome=outcome).inc()
+            if outcome == "due":
+                self._metrics.timer_lateness.observe(max(0.0, self._clock() - wait.due.timestamp()))
+        for change in decision.wait_changes:
+            self._metrics.timers.labels(
+                outcome="scheduled" if change.due is not None else "cancelled"
+            ).inc()
+        for rule in decision.matched_rules:
+            self._metrics.rule_matches.labels(rule=rule).inc()
         log.info(
-            "action %s",
-            outcome.get("result"),
+            "event decided" if wait is None else "wait came due",
             extra={
                 "delivery_id": record.delivery_id,
                 "conversation": record.conversation,
-                "rule": action.rule,
-                "action": action.kind,
-                **{k: v for k, v in outcome.items() if k in ("reason", "dead_letter")},
+                "event": event.name,
+                "matched": list(decision.matched_rules),
+                "actions": [a.kind for a in decision.actions if a.skip_reason is None],
+                "waits": [c.reason for c in decision.wait_changes],
+                "ruleset_version": decision.ruleset_version,
+                "dry_run": record.dry_run,
+                **({"rule": wait.rule, "due": wait.due.isoformat()} if wait else {}),
             },
         )
-
-    def _carry_out(
-        self, record: DeliveryRecord, event: Event, action: PlannedAction
-    ) -> float | None:
-        if action.skip_reason is not None:
-            self._complete(
-                record, action, {"result": "skipped", "reason": action.skip_reason}, None
-            )
-            return None
-        if record.dry_run:
-            self._complete(record, action, {"result": "dry_run"}, None)
-            return None
-        attempts = list(record.attempts.get(action.key, []))
-        now = self._clock()
-        if attempts and float(attempts[-1].get("not_before", 0.0)) > now:
-            return float(attempts[-1]["not_before"])
-        state = self._store.state(record.conversation, record.view)
-        try:
-            outcome = self._executor.execute(action, event, state)
-        except ThrottledError as exc:
-            return exc.until
-        except (HelpdeskError, ActionError, ConfigError) as exc:
-            attempts.append(attempt_record(exc, now))
-            next_step = verdict(exc, action, attempts, now=now, policy=self._retry, rng=self._rng)
-            if next_step.retry_at is None:
-                self._bury(record, event, action, attempts, next_step.reason, state)
-                return None
-            attempts[-1]["not_before"] = next_step.retry_at
-            self._metrics.retries.labels(action=action.kind).inc()
-            self._store.record_attempts(record.delivery_id, action.key, attempts)
-            return next_step.retry_at
-        self._complete(record, action, outcome.to_json(), outcome.state)
-        return None
-
-    def _bury(
-        self,
-        record: DeliveryRecord,
-        event: Event,
-        action: PlannedAction,
-        attempts: list[dict[str, Any]],
-        reason: str,
-        state: ConversationState,
-    ) -> None:
-        """Dead-letter the action and mark it finished; the state the decision projected
-        for it goes back to what it was (a replay projected nothing)."""
-        reverted = state
-        if action.kind in AWALCHAT_ACTIONS and record.state_before is not None:
-            reverted = state.evolve(ticket_open=record.state_before.ticket_open)
-        letter = dead_letter(record, event, action, attempts, reason, now=self._clock())
-        letter_id = self._dlq.add(letter)
-        self._complete(
-            record,
-            action,
-            {"result": "failed", "reason": reason, "dead_letter": letter_id},
-            reverted,
-        )
-        return

@@ -38,6 +38,7 @@ from worker.live_rules import REFRESH_INTERVAL
 from worker.metrics import WorkerMetrics
 from worker.processing.actions import ActionExecutor
 from worker.processing.processor import ConversationProcessor
+from worker.processing.timer_items import timer_release
 from worker.settings import Settings
 from worker.startup import rule_source, secret_values
 from worker.storage import keys
@@ -72,6 +73,7 @@ class WorkerProcess:
         self.store = ConversationStore(self.redis, retention=settings.state_retention)
         self.limiter = RateLimiter(self.redis)
         self.parking = ParkingLot(self.redis)
+        self.timers = ParkingLot(self.redis, key=keys.TIMERS, inbox_ttl=settings.state_retention)
         self.dead_letters = DeadLetterQueue(
             self.redis,
             known_secrets=secret_values(settings),
@@ -162,6 +164,7 @@ class WorkerProcess:
         self._serve_metrics()
         self._background = [
             ParkedReleaser(self.parking, drain_message),
+            ParkedReleaser(self.timers, timer_release),
             Periodic("rules", REFRESH_INTERVAL, self.rules.refresh),
             Periodic("recovery", RECOVERY_INTERVAL, lambda: recovery.sweep(time.time())),
             Periodic("dlq-trim", DLQ_TRIM_INTERVAL, self.dead_letters.trim),
@@ -186,6 +189,7 @@ class WorkerProcess:
             queue=keys.CELERY_QUEUE,
             parked=self.parking.key,
             dlq=self.dead_letters.entries_key,
+            timers=keys.TIMERS,
         )
         try:
             self.metrics.serve(port)

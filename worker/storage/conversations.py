@@ -21,20 +21,24 @@ QUIET_RECORD_TTL only (its body is kept only when a rule listened to it).
 from __future__ import annotations
 
 import json
+import math
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import redis
 
 from worker.engine.decision import Decision
 from worker.engine.model import ConversationState
-from worker.storage import keys
+from worker.storage import keys, timers
 from worker.storage.keys import View
 from worker.storage.records import DeliveryRecord, compact, parse_record, stored_form
 
 # Store the decision once; a second caller gets the first decision back. With a conversation
-# (KEYS[2] not empty): its state, and its log, whose record pushed out is deleted.
+# (KEYS[2] not empty): its state (TTL ARGV[9]), its waits in the timers set (KEYS[5]: ARGV[10]
+# members to add with their scores, then members to remove), and its log, whose record
+# pushed out is deleted.
 _STORE_DECISION = """
 local existing = redis.call('HGET', KEYS[1], 'decision')
 if existing then return existing end
@@ -44,7 +48,10 @@ redis.call('LPUSH', KEYS[3], ARGV[4])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
 if KEYS[2] ~= '' then
   redis.call('HSET', KEYS[1], 'state_before', ARGV[2])
-  redis.call('SET', KEYS[2], ARGV[3], 'EX', retention)
+  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[9])
+  local adds = tonumber(ARGV[10])
+  for i = 11, 10 + 2 * adds, 2 do redis.call('ZADD', KEYS[5], ARGV[i + 1], ARGV[i]) end
+  for i = 11 + 2 * adds, #ARGV do redis.call('ZREM', KEYS[5], ARGV[i]) end
   redis.call('LPUSH', KEYS[4], ARGV[4])
   local limit = tonumber(ARGV[6])
   local gone = redis.call('LRANGE', KEYS[4], limit, -1)
@@ -60,6 +67,14 @@ _COMPLETE_ACTION = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+return 1
+"""
+
+_CREATE_RECORD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'raw', ARGV[1], 'received_at', ARGV[2], 'dry_run', ARGV[3],
+           'conversation', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
@@ -94,14 +109,30 @@ class ConversationStore:
     `retention` is STATE_RETENTION in seconds.
     """
 
-    def __init__(self, client: redis.Redis, *, retention: int = keys.DEFAULT_STATE_RETENTION):
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        retention: int = keys.DEFAULT_STATE_RETENTION,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._redis = client
         self._retention = retention
+        self._clock = clock
         self._store_decision = client.register_script(_STORE_DECISION)
         self._complete = client.register_script(_COMPLETE_ACTION)
         self._release = client.register_script(_RELEASE_LOCK)
         self._extend = client.register_script(_EXTEND_LOCK)
         self._pop_head = client.register_script(_POP_HEAD)
+        self._create = client.register_script(_CREATE_RECORD)
+
+    def state_ttl(self, state: ConversationState) -> int:
+        """How long a state is kept: STATE_RETENTION, or longer while a wait is pending (an
+        hour past its due time: its conversation must still be there when it comes due)."""
+        if not state.waits:
+            return self._retention
+        last_due = max(wait.due.timestamp() for wait in state.waits.values())
+        return max(self._retention, math.ceil(last_due - self._clock()) + 3600)
 
     # locks -----------------------------------------------------------------
     def acquire(self, conversation: str, ttl_ms: int) -> str | None:
@@ -144,6 +175,28 @@ class ConversationStore:
         return int(self._redis.llen(keys.inbox(conversation)))
 
     # deliveries ------------------------------------------------------------
+    def create_record(
+        self,
+        delivery_id: str,
+        *,
+        raw: bytes,
+        received_at: float,
+        conversation: str,
+        dry_run: bool,
+    ) -> None:
+        """Store a delivery the worker makes itself (a wait coming due), as the receiver
+        stores a webhook's; kept STATE_RETENTION. An existing record is left as it is."""
+        key = keys.delivery(delivery_id)
+        self._create(
+            keys=[key],
+            args=[raw, repr(received_at), "1" if dry_run else "0", conversation, self._retention],
+        )
+
+    def exists(self, conversation: str, view: View = "live") -> bool:
+        """Does the conversation's state exist (it expires STATE_RETENTION after its last
+        event)?"""
+        return bool(self._redis.exists(keys.state(conversation, view)))
+
     def load(self, delivery_id: str) -> DeliveryRecord | None:
         fields = cast(dict[bytes, bytes], self._redis.hgetall(keys.delivery(delivery_id)))
         if not fields:
@@ -162,22 +215,31 @@ class ConversationStore:
         Returns the decision that holds: the stored one when a decision already existed.
         """
         conversation = decision.conversation_id is not None
+        after = decision.state_after
+        added, removed = timers.changes(
+            record.view, record.conversation, state_before.waits, after.waits
+        )
         existing = self._store_decision(
             keys=[
                 keys.delivery(record.delivery_id),
                 keys.state(record.conversation, record.view) if conversation else "",
                 keys.DECISIONS,
                 keys.conversation_log(record.conversation) if conversation else "",
+                keys.TIMERS,
             ],
             args=[
                 compact(stored_form(decision)),
                 compact(state_before.to_json()),
-                compact(decision.state_after.to_json()),
+                compact(after.to_json()),
                 record.delivery_id,
                 keys.DECISION_LOG_LIMIT,
                 keys.DECISION_LOG_CONV_LIMIT,
                 self._retention,
                 keys.delivery(""),
+                self.state_ttl(after),
+                len(added),
+                *(part for pair in added.items() for part in (pair[0], repr(pair[1]))),
+                *removed,
             ],
         )
         if existing:
@@ -200,7 +262,12 @@ class ConversationStore:
                     keys.delivery(record.delivery_id),
                     keys.state(record.conversation, record.view),
                 ],
-                args=[f"done:{action_key}", compact(dict(outcome)), state_json, self._retention],
+                args=[
+                    f"done:{action_key}",
+                    compact(dict(outcome)),
+                    state_json,
+                    self.state_ttl(state) if state is not None else self._retention,
+                ],
             )
         )
 

@@ -24,6 +24,9 @@ expiry that is not listed as bounded.
     tw:active                        zset    worker            a member per conversation being
                                                                drained; removed when its inbox
                                                                empties (recovery sweeps the rest)
+    tw:timers                        zset    worker            a member per pending wait (rules
+                                                               with `after:`); removed when it is
+                                                               released, restarted or cancelled
     tw:rl:{destination}              hash    worker            RATE_TTL (2 days) after the last call
     tw:dlq, tw:dlq:index             hash,   worker            DLQ_MAX letters, none older than
                                      zset                      DLQ_RETENTION
@@ -56,6 +59,7 @@ CELERY_QUEUE: Final = "celery"
 DECISIONS: Final = f"{PREFIX}decisions"
 PARKED: Final = f"{PREFIX}parked"
 ACTIVE: Final = f"{PREFIX}active"
+TIMERS: Final = f"{PREFIX}timers"
 DLQ: Final = f"{PREFIX}dlq"
 DLQ_INDEX: Final = f"{PREFIX}dlq:index"
 RULES: Final = f"{PREFIX}rules"
@@ -133,6 +137,7 @@ KEYS: Final = (
     KeySpec(DECISIONS, "list", "worker", False, f"{DECISION_LOG_LIMIT} ids", exact=True),
     KeySpec(PARKED, "zset", "worker", False, "one member per waiting conversation", exact=True),
     KeySpec(ACTIVE, "zset", "worker", False, "one member per draining conversation", exact=True),
+    KeySpec(TIMERS, "zset", "worker", False, "one member per pending wait", exact=True),
     KeySpec(RATE_PREFIX, "hash", "worker", True, "RATE_TTL: 2 days after the last call"),
     KeySpec(DLQ, "hash", "worker", False, "DLQ_MAX letters, DLQ_RETENTION", exact=True),
     KeySpec(DLQ_INDEX, "zset", "worker", False, "DLQ_MAX letters, DLQ_RETENTION", exact=True),

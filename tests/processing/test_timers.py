@@ -1,0 +1,140 @@
+"""Waits coming due in the worker: released from `tw:timers` into the conversation's inbox,
+carried out once, in order, against the state of that moment.
+
+The waits are put in place as a decision that schedules them would (the engine's side of
+`after:` has tests of its own): in the conversation's state and in `tw:timers`, together.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import cast
+
+from tests.processing.test_processor import World, build, ok, status
+from worker.delivery.parking import ParkingLot
+from worker.engine.decision import Decision
+from worker.engine.model import ConversationState, Wait
+from worker.processing.timer_items import timer_release
+from worker.storage import keys
+from worker.storage.records import DeliveryRecord
+from worker.storage.timers import member
+
+RULES = """
+version: 1
+rules:
+  - name: close-later
+    on: message.received
+    then: [close_ticket]
+"""
+
+
+def world() -> World:
+    return build(rules=RULES)
+
+
+def schedule(world: World, conversation: str, due: float, *, ticket_open: bool = True) -> Wait:
+    """Store, as a decision would, a pending wait of close-later due at `due`."""
+    before = world.store.state(conversation)
+    wait = Wait("close-later", datetime.fromtimestamp(due, UTC), definition="")
+    after = ConversationState(ticket_open=ticket_open, waits={**before.waits, "close-later": wait})
+    record = DeliveryRecord(
+        f"{len(world.redis.keys('tw:delivery:*')):032d}",
+        b"{}",
+        0.0,
+        False,
+        conversation,
+        None,
+        None,
+        {},
+        {},
+    )
+    decision = Decision("v", "message.received", conversation, (), (), after)
+    world.store.store_decision(record, decision, before)
+    return wait
+
+
+def release(world: World) -> list[str]:
+    timers = ParkingLot(world.redis, key=keys.TIMERS)
+    return timers.release_due(world.clock.now, timer_release)
+
+
+def test_a_due_wait_is_released_into_the_inbox_and_carried_out_once() -> None:
+    w = world()
+    due = w.clock.now + 60
+    schedule(w, "1", due)
+    assert w.redis.zscore(keys.TIMERS, member("live", "close-later", "1")) == due
+    assert release(w) == []  # not yet
+    w.clock.now = due + 0.2
+    assert release(w) == [member("live", "close-later", "1")]
+    [item] = cast(list[bytes], w.redis.lrange("tw:inbox:1", 0, -1))
+    assert item.startswith(b"tl")
+    assert w.redis.llen("celery") == 1
+    w.processor.drain("1")
+    w.processor.drain("1")  # a second drain, or a redelivered task, repeats nothing
+    assert w.provider.routes() == ["closeTicket"]
+    state = w.store.state("1")
+    assert state.waits == {}
+    assert state.ticket_open is False
+    assert w.redis.zcard(keys.TIMERS) == 0
+    [delivery] = w.store.recent_deliveries(conversation="1", limit=1)
+    record = w.store.load(delivery)
+    assert record is not None
+    assert record.decision is not None
+    assert record.decision.event == "timer"
+    assert [o.status for o in record.decision.outcomes] == ["due"]
+    assert record.done["close-later#0"]["result"] == "done"
+
+
+def test_a_wait_restarted_before_its_item_is_taken_is_not_carried_out() -> None:
+    w = world()
+    due = w.clock.now + 60
+    schedule(w, "2", due)
+    w.clock.now = due
+    release(w)
+    schedule(w, "2", due + 30)  # a later event restarted it (debounce)
+    w.processor.drain("2")
+    assert w.provider.routes() == []
+    assert w.store.state("2").waits["close-later"].due.timestamp() == due + 30
+    assert w.redis.zscore(keys.TIMERS, member("live", "close-later", "2")) == due + 30
+
+
+def test_a_wait_whose_conversation_expired_is_dropped() -> None:
+    w = world()
+    due = w.clock.now + 60
+    schedule(w, "3", due)
+    w.redis.delete("tw:state:3")  # STATE_RETENTION passed
+    w.clock.now = due
+    release(w)
+    w.processor.drain("3")
+    assert w.provider.routes() == []
+    assert w.redis.llen("tw:inbox:3") == 0
+
+
+def test_a_due_wait_is_decided_against_the_state_of_that_moment() -> None:
+    w = world()
+    due = w.clock.now + 60
+    schedule(w, "4", due, ticket_open=False)  # the ticket was closed meanwhile
+    w.clock.now = due
+    release(w)
+    w.processor.drain("4")
+    assert w.provider.routes() == []  # skipped: nothing to change
+    [delivery] = w.store.recent_deliveries(conversation="4", limit=1)
+    record = w.store.load(delivery)
+    assert record is not None
+    assert record.done["close-later#0"] == {"result": "skipped", "reason": "ticket already closed"}
+
+
+def test_a_failing_due_action_is_retried_in_its_turn() -> None:
+    w = world()
+    due = w.clock.now + 60
+    schedule(w, "5", due)
+    w.clock.now = due
+    release(w)
+    w.provider.answers = [status(503), ok]
+    report = w.processor.drain("5")
+    assert report.parked_until is not None
+    w.clock.now = report.parked_until
+    w.processor.drain("5")
+    assert w.provider.routes() == ["closeTicket", "closeTicket"]
+    assert json.loads(w.redis.get("tw:state:5") or b"{}")["ticket_open"] is False

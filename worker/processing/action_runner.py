@@ -1,0 +1,127 @@
+"""Carrying out one planned action: call, record, and on failure retry or dead-letter.
+
+`ActionRunner.run(record, event, action)` does it exactly once to completion: a skipped or
+dry-run action is recorded; a call that succeeds records its outcome and the state it leads
+to, atomically, under the action's idempotency key; a call that fails follows
+`failures.verdict` (wait and retry in its turn, or a dead letter with the state the decision
+projected for it undone). It returns when to come back (the conversation is parked until
+then), or None when the action is finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from worker.delivery.dlq import DeadLetterQueue
+from worker.delivery.retry import RetryPolicy
+from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
+from worker.errors import ActionError, ConfigError, HelpdeskError, ThrottledError
+from worker.metrics import WorkerMetrics
+from worker.processing.actions import ActionExecutor
+from worker.processing.failures import attempt_record, dead_letter, verdict
+from worker.storage.conversations import ConversationStore
+from worker.storage.records import DeliveryRecord
+
+log = logging.getLogger(__name__)
+
+
+class ActionRunner:
+    """Carries out planned actions (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: ConversationStore,
+        executor: ActionExecutor,
+        retry: RetryPolicy,
+        dead_letters: DeadLetterQueue,
+        clock: Callable[[], float],
+        rng: random.Random,
+        metrics: WorkerMetrics,
+    ) -> None:
+        self._store = store
+        self._executor = executor
+        self._retry = retry
+        self._dlq = dead_letters
+        self._clock = clock
+        self._rng = rng
+        self._metrics = metrics
+
+    def _complete(
+        self,
+        record: DeliveryRecord,
+        action: PlannedAction,
+        outcome: dict[str, Any],
+        state: ConversationState | None,
+    ) -> None:
+        self._store.complete(record, action.key, outcome, state=state)
+        self._metrics.actions.labels(action=action.kind, outcome=outcome.get("result", "")).inc()
+        log.info(
+            "action %s",
+            outcome.get("result"),
+            extra={
+                "delivery_id": record.delivery_id,
+                "conversation": record.conversation,
+                "rule": action.rule,
+                "action": action.kind,
+                **{k: v for k, v in outcome.items() if k in ("reason", "dead_letter")},
+            },
+        )
+
+    def run(self, record: DeliveryRecord, event: Event, action: PlannedAction) -> float | None:
+        if action.skip_reason is not None:
+            self._complete(
+                record, action, {"result": "skipped", "reason": action.skip_reason}, None
+            )
+            return None
+        if record.dry_run:
+            self._complete(record, action, {"result": "dry_run"}, None)
+            return None
+        attempts = list(record.attempts.get(action.key, []))
+        now = self._clock()
+        if attempts and float(attempts[-1].get("not_before", 0.0)) > now:
+            return float(attempts[-1]["not_before"])
+        state = self._store.state(record.conversation, record.view)
+        try:
+            outcome = self._executor.execute(action, event, state)
+        except ThrottledError as exc:
+            return exc.until
+        except (HelpdeskError, ActionError, ConfigError) as exc:
+            attempts.append(attempt_record(exc, now))
+            next_step = verdict(exc, action, attempts, now=now, policy=self._retry, rng=self._rng)
+            if next_step.retry_at is None:
+                self._bury(record, event, action, attempts, next_step.reason, state)
+                return None
+            attempts[-1]["not_before"] = next_step.retry_at
+            self._metrics.retries.labels(action=action.kind).inc()
+            self._store.record_attempts(record.delivery_id, action.key, attempts)
+            return next_step.retry_at
+        self._complete(record, action, outcome.to_json(), outcome.state)
+        return None
+
+    def _bury(
+        self,
+        record: DeliveryRecord,
+        event: Event,
+        action: PlannedAction,
+        attempts: list[dict[str, Any]],
+        reason: str,
+        state: ConversationState,
+    ) -> None:
+        """Dead-letter the action and mark it finished; the state the decision projected
+        for it goes back to what it was (a replay projected nothing)."""
+        reverted = state
+        if action.kind in AWALCHAT_ACTIONS and record.state_before is not None:
+            reverted = state.evolve(ticket_open=record.state_before.ticket_open)
+        letter = dead_letter(record, event, action, attempts, reason, now=self._clock())
+        letter_id = self._dlq.add(letter)
+        self._complete(
+            record,
+            action,
+            {"result": "failed", "reason": reason, "dead_letter": letter_id},
+            reverted,
+        )
+        return
