@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"errors"},
     "helpdesks": {"errors"},
     "storage": {"engine", "errors"},
-    "delivery": {"storage", "helpdesks", "errors"},
+    "delivery": {"storage", "engine", "helpdesks", "errors"},
     "settings": {"engine", "storage", "delivery", "errors"},
     "metrics": {"engine"},
     "live_rules": {"engine", "storage", "errors"},

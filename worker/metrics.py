@@ -163,6 +163,12 @@ class WorkerMetrics:
             ["destination"],
             registry=r,
         )
+        self.runaway = Counter(
+            "ticket_worker_runaway",
+            "actions dead-lettered by the runaway breaker (a conversation past its cap)",
+            ["action"],
+            registry=r,
+        )
         self.timers = Counter(
             "ticket_worker_timers",
             "waits of rules with after: scheduled, cancelled, and how each ended: due (carried "

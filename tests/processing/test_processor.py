@@ -421,3 +421,32 @@ def test_worker_metrics_label_unknown_event_names_other(world: World) -> None:
         if s.name.endswith("_total")
     }
     assert samples == {"message.received": 1.0, "other": 2.0}
+
+
+TOGGLE = """
+version: 1
+rules:
+  - name: open-when-closed
+    on: message.received
+    when: {ticket: closed}
+    then: [open_ticket]
+  - name: close-when-open
+    on: message.received
+    when: {ticket: open}
+    then: [close_ticket]
+"""
+
+
+def test_two_rules_toggling_a_ticket_forever_are_stopped_by_the_breaker() -> None:
+    world = build(rules=TOGGLE)
+    for n in range(10):  # a sender repeating the event with new bytes
+        world.accept(18, f"again {n}")
+    world.processor.drain("18")
+    assert len(world.provider.calls) == 6  # the default cap: 6 ticket actions in 10m
+    letters = world.dlq.list(limit=10)
+    assert len(letters) == 4
+    assert {letter.reason for letter in letters} == {"runaway: more than 6 ticket actions in 10m"}
+    replayed = replay_one(world.redis, world.dlq, letters[-1].id)  # an operator's choice
+    assert replayed == [letters[-1].id]
+    world.processor.drain("18")
+    assert len(world.provider.calls) == 7  # a replay is not capped

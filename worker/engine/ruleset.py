@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta, tzinfo
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from worker.engine.checks import Condition
 from worker.engine.decision import RuleOutcome
@@ -61,16 +61,45 @@ class RuleFile:
     zone: tzinfo | None = field(default=None, repr=False, compare=False)
 
 
+@dataclass(frozen=True)
+class Cap:
+    """At most `count` actions in any `window` (rules.md "the runaway breaker")."""
+
+    count: int
+    window: timedelta
+
+    def describe(self) -> str:
+        seconds = int(self.window.total_seconds())
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if seconds % size == 0:
+                return f"{self.count} in {seconds // size}{unit}"
+        return f"{self.count} in {seconds}s"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The ruleset's per-conversation caps: ticket actions (opens, closes, HelpWave creates)
+    and HelpWave comments."""
+
+    tickets_per_conversation: Cap = Cap(6, timedelta(minutes=10))
+    comments_per_conversation: Cap = Cap(60, timedelta(minutes=10))
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
 @dataclass(frozen=True, eq=False)
 class Ruleset:
     """Every rule of every file, in order; `version` is a short hash of the files' texts.
 
-    Two rulesets with the same `version` were loaded from the same texts.
+    Two rulesets with the same `version` were loaded from the same texts. `limits`: the
+    runaway breaker's caps (set by at most one file's `limits:`, else the defaults).
     """
 
     version: str
     rules: tuple[Rule, ...]
     rule_files: tuple[RuleFile, ...]
+    limits: Limits = DEFAULT_LIMITS
 
     @property
     def files(self) -> tuple[str, ...]:

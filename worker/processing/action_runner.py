@@ -1,11 +1,17 @@
 """Carrying out one planned action: call, record, and on failure retry or dead-letter.
 
-`ActionRunner.run(record, event, action)` does it exactly once to completion: a skipped or
-dry-run action is recorded; a call that succeeds records its outcome and the state it leads
-to, atomically, under the action's idempotency key; a call that fails follows
-`failures.verdict` (wait and retry in its turn, or a dead letter with the state the decision
-projected for it undone). It returns when to come back (the conversation is parked until
-then), or None when the action is finished.
+`ActionRunner.run(record, event, action)` does it exactly once to completion:
+
+- a skipped or dry-run action is recorded;
+- an action past the runaway breaker's cap for its conversation (`delivery/breaker.py`) is
+  dead-lettered without a call (a replay is not capped);
+- a call that succeeds records its outcome and the state it leads to, atomically, under the
+  action's idempotency key;
+- a call that fails follows `failures.verdict`: wait and retry in its turn, or a dead letter
+  with the state the decision projected for it undone.
+
+It returns when to come back (the conversation is parked until then), or None when the
+action is finished.
 """
 
 from __future__ import annotations
@@ -15,13 +21,15 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from worker.delivery.breaker import RunawayBreaker
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.retry import RetryPolicy
 from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
+from worker.engine.ruleset import Limits
 from worker.errors import ActionError, ConfigError, HelpdeskError, ThrottledError
 from worker.metrics import WorkerMetrics
 from worker.processing.actions import ActionExecutor
-from worker.processing.failures import attempt_record, dead_letter, verdict
+from worker.processing.failures import REPLAY_VERSION, attempt_record, dead_letter, verdict
 from worker.storage.conversations import ConversationStore
 from worker.storage.records import DeliveryRecord
 
@@ -41,7 +49,11 @@ class ActionRunner:
         clock: Callable[[], float],
         rng: random.Random,
         metrics: WorkerMetrics,
+        breaker: RunawayBreaker,
+        limits: Callable[[], Limits],
     ) -> None:
+        self._breaker = breaker
+        self._limits = limits
         self._store = store
         self._executor = executor
         self._retry = retry
@@ -49,6 +61,18 @@ class ActionRunner:
         self._clock = clock
         self._rng = rng
         self._metrics = metrics
+
+    def _runaway(self, record: DeliveryRecord, action: PlannedAction, now: float) -> str | None:
+        """Why the breaker refuses the action (None: carry it out). A replay is not capped."""
+        if record.decision is not None and record.decision.ruleset_version == REPLAY_VERSION:
+            return None
+        return self._breaker.admit(
+            record.conversation,
+            action.kind,
+            f"{record.delivery_id}:{action.key}",
+            self._limits(),
+            now,
+        )
 
     def _complete(
         self,
@@ -85,6 +109,11 @@ class ActionRunner:
         if attempts and float(attempts[-1].get("not_before", 0.0)) > now:
             return float(attempts[-1]["not_before"])
         state = self._store.state(record.conversation, record.view)
+        refused = self._runaway(record, action, now)
+        if refused is not None:
+            self._metrics.runaway.labels(action=action.kind).inc()
+            self._bury(record, event, action, attempts, refused, state)
+            return None
         try:
             outcome = self._executor.execute(action, event, state)
         except ThrottledError as exc:

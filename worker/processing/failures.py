@@ -67,6 +67,7 @@ class Verdict:
 
 
 AMBIGUOUS = "no answer after the request was sent: it may have been applied"
+REPLAY_VERSION = "replay"  # the ruleset version of a replay's decision: its one action
 
 
 def verdict(
@@ -147,7 +148,7 @@ def replay_decision(letter: DeadLetter) -> Decision:
     data = letter.event.get("data")
     conversation = data.get("conversation_id") if isinstance(data, dict) else None
     return Decision(
-        ruleset_version="replay",
+        ruleset_version=REPLAY_VERSION,
         event=str(letter.event.get("event", "")),
         conversation_id=None if conversation is None else str(conversation),
         outcomes=(),

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from worker.delivery.breaker import RunawayBreaker
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.lease import Lease, LeaseKeeper
 from worker.delivery.retry import RetryPolicy
@@ -106,6 +107,8 @@ class ConversationProcessor:
             clock=clock,
             rng=rng or random.Random(),
             metrics=self._metrics,
+            breaker=RunawayBreaker(store.client),
+            limits=lambda: rules().limits,
         )
 
     def drain(self, conversation: str) -> DrainReport:

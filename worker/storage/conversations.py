@@ -126,6 +126,11 @@ class ConversationStore:
         self._pop_head = client.register_script(_POP_HEAD)
         self._create = client.register_script(_CREATE_RECORD)
 
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client the store uses."""
+        return self._redis
+
     def state_ttl(self, state: ConversationState) -> int:
         """How long a state is kept: STATE_RETENTION, or longer while a wait is pending (an
         hour past its due time: its conversation must still be there when it comes due)."""

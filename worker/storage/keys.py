@@ -28,6 +28,9 @@ expiry that is not listed as bounded.
                                                                with `after:`); removed when it is
                                                                released, restarted or cancelled
     tw:rl:{destination}              hash    worker            RATE_TTL (2 days) after the last call
+    tw:caps:{kind}:{conv}            zset    worker            the runaway breaker's window: at
+                                                               most its cap, expiring one window
+                                                               after the last action
     tw:dlq, tw:dlq:index             hash,   worker            DLQ_MAX letters, none older than
                                      zset                      DLQ_RETENTION
     tw:rules                         hash    every process     one: the newest accepted ruleset
@@ -99,6 +102,10 @@ def rate(destination: str) -> str:
     return RATE_PREFIX + destination
 
 
+def caps(kind: str, conversation: str) -> str:
+    return f"{PREFIX}caps:{kind}:{conversation}"
+
+
 @dataclass(frozen=True)
 class KeySpec:
     """One kind of key: `prefix` (the whole name when `exact`), and how it stays small."""
@@ -139,6 +146,7 @@ KEYS: Final = (
     KeySpec(ACTIVE, "zset", "worker", False, "one member per draining conversation", exact=True),
     KeySpec(TIMERS, "zset", "worker", False, "one member per pending wait", exact=True),
     KeySpec(RATE_PREFIX, "hash", "worker", True, "RATE_TTL: 2 days after the last call"),
+    KeySpec(f"{PREFIX}caps:", "zset", "worker", True, "its cap; one window after the last"),
     KeySpec(DLQ, "hash", "worker", False, "DLQ_MAX letters, DLQ_RETENTION", exact=True),
     KeySpec(DLQ_INDEX, "zset", "worker", False, "DLQ_MAX letters, DLQ_RETENTION", exact=True),
     KeySpec(RULES, "hash", "every process", False, "one ruleset", exact=True),
