@@ -39,6 +39,7 @@ class RedisServer:
     directory: Path
     appendonly: bool = False  # with `appendfsync always`: nothing acknowledged is lost
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    extra: tuple[str, ...] = ()  # more redis-server arguments (--replicaof h p, ...)
 
     @property
     def url(self) -> str:
@@ -55,6 +56,7 @@ class RedisServer:
                 binary,
                 *("--port", str(self.port), "--bind", "127.0.0.1"),
                 *("--save", "", *persistence, "--dir", str(self.directory)),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -15,6 +15,7 @@ from worker.delivery.ratelimit import parse_rate
 from worker.engine.timing import parse_duration
 from worker.errors import ConfigError
 from worker.storage import keys
+from worker.storage.clients import RedisTarget
 
 DEFAULT_AWALCHAT_BASE_URL = "https://api.awalchat.com/api/developer"
 
@@ -25,6 +26,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     redis_url: str | None = None
+    redis_sentinel_master: str | None = None
     rules_path: Path = Path("rules")
 
     awalchat_base_url: str = DEFAULT_AWALCHAT_BASE_URL
@@ -105,6 +107,11 @@ class Settings(BaseSettings):
         if not self.redis_url:
             raise ConfigError("REDIS_URL is not set (ticket-worker up starts an embedded Redis)")
         return self.redis_url
+
+    def redis_target(self) -> RedisTarget:
+        """Where Redis is (`REDIS_URL`, with `REDIS_SENTINEL_MASTER` for Sentinel); raise a
+        ConfigError naming the setting that is missing."""
+        return RedisTarget(self.require_redis_url(), self.redis_sentinel_master)
 
     def missing_credentials(self, *, awalchat: bool, helpwave: bool) -> list[str]:
         """Names of the unset settings that live calls to the given helpdesks need."""

@@ -50,14 +50,15 @@ def preflight(settings: Settings) -> Ruleset:
     Redis (a typo is named at once, even with Redis down). When they are refused, the
     deployment's published version (rulesource.py) is run instead if this process can run
     it; otherwise the files' RulesError, or ConfigError naming the unset setting, is raised.
-    Raises ConfigError naming `REDIS_URL` when it is unset.
+    Raises ConfigError naming `REDIS_URL` when it is unset (or `REDIS_SENTINEL_MASTER` when
+    REDIS_URL names sentinels without it).
     """
     try:
         ruleset = load_ruleset(settings.rules_path)
         check_credentials(settings, ruleset)
     except (RulesError, ConfigError) as refused:
         ruleset = _published_instead(settings, refused)
-    settings.require_redis_url()
+    settings.redis_target()  # REDIS_URL (and REDIS_SENTINEL_MASTER with sentinels) set
     return ruleset
 
 
@@ -65,7 +66,7 @@ def _published_instead(settings: Settings, refused: RulesError | ConfigError) ->
     """The published version's ruleset when this process can run it; else raise `refused`."""
     ruleset = None
     if settings.redis_url:
-        client = sync_redis(settings.redis_url)
+        client = sync_redis(settings.redis_target())
         try:
             publication = read_publication(client)
             if publication is not None:

@@ -22,6 +22,7 @@ from worker.ops.embedded_redis import STATE_DIR, known_url
 from worker.ops.supervisor import SECRET_FILE, known_receiver
 from worker.receiver.signature import sign
 from worker.settings import Settings
+from worker.storage.clients import sync_redis
 from worker.storage.conversations import ConversationStore
 from worker.storage.decision_log import describe_delivery, render_delivery
 from worker.storage.records import DeliveryRecord
@@ -32,11 +33,14 @@ AddCommand = Callable[..., argparse.ArgumentParser]
 
 
 def connect(settings: Settings) -> redis.Redis:
-    """Redis from REDIS_URL, else the embedded one of a running `up`; ConfigError if none."""
-    url = settings.redis_url or known_url()
+    """Redis from REDIS_URL (Sentinel included), else the embedded one of a running `up`;
+    ConfigError if none."""
+    if settings.redis_url:
+        return sync_redis(settings.redis_target(), timeout=5)
+    url = known_url()
     if url is None:
         raise ConfigError("REDIS_URL is not set and no `ticket-worker up` runs in this folder")
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    return sync_redis(url, timeout=5)
 
 
 def webhook_secret(settings: Settings) -> str:

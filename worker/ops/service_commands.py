@@ -47,7 +47,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # stop here, named.
     preflight(settings)
     # Short bounds: a hung Redis must not hold up the receiver's start (nor its /readyz).
-    rules = rule_source(settings, sync_redis(settings.require_redis_url(), timeout=0.5, retries=0))
+    rules = rule_source(settings, sync_redis(settings.redis_target(), timeout=0.5, retries=0))
     Periodic("rules", REFRESH_INTERVAL, rules.refresh).start()
 
     def details() -> dict[str, object]:

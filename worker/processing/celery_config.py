@@ -30,7 +30,8 @@ def create_celery(settings: Settings, process: WorkerProcess | None = None) -> C
     `settings` when not given: it connects to Redis and loads the rules, so a bad rule file
     or a missing credential stops here, named)."""
     process = process if process is not None else WorkerProcess(settings)
-    app = Celery("ticket_worker", broker=settings.require_redis_url())
+    target = settings.redis_target()
+    app = Celery("ticket_worker", broker=target.url)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -49,6 +50,7 @@ def create_celery(settings: Settings, process: WorkerProcess | None = None) -> C
             "socket_timeout": 5,
             "socket_connect_timeout": 5,
             "health_check_interval": 10,
+            **target.broker_options(),
         },
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_pool="threads",

@@ -61,7 +61,7 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = sync_redis(settings.require_redis_url())
+        self.redis = sync_redis(settings.redis_target())
         self.metrics = WorkerMetrics()
         self.rules = rule_source(
             settings,

@@ -84,7 +84,8 @@ def build_receiver(
     """
     if not settings.awalchat_webhook_secrets:
         raise ConfigError("AWALCHAT_WEBHOOK_SECRETS is not set: the receiver verifies every event")
-    client = async_redis(settings.require_redis_url())
+    target = settings.redis_target()
+    client = async_redis(target)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -95,7 +96,8 @@ def build_receiver(
 
     return create_app(
         settings,
-        Inbox(client, retention=settings.state_retention),
+        # With Sentinel, a 202 waits for a replica: a failover cannot lose what was accepted.
+        Inbox(client, retention=settings.state_retention, replicas=1 if target.is_sentinel else 0),
         readiness=readiness,
         details=details,
         lifespan=lifespan,

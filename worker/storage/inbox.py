@@ -44,6 +44,8 @@ from worker.storage import keys
 from worker.storage.wire import DRAIN_TASK, celery_message
 
 DEADLINE_SECONDS: Final = 1.5
+REPLICA_WAIT_MS: Final = 200  # how long a batch waits for its replicas (with `replicas`)
+REPLICA_CHECK_SECONDS: Final = 2.0  # how often the connected replicas are counted
 
 ACCEPT_SCRIPT: Final = """
 -- KEYS: seen, delivery, inbox, celery queue
@@ -98,9 +100,13 @@ class Inbox:
         queue: str = keys.CELERY_QUEUE,
         deadline: float = DEADLINE_SECONDS,
         retention: int = keys.DEFAULT_STATE_RETENTION,
+        replicas: int = 0,
     ) -> None:
         self._redis = redis
         self._retention = retention
+        self._replicas = replicas
+        self._connected = 0
+        self._counted_at = float("-inf")
         self._deadline = deadline
         self._now = now
         self._queue = queue
@@ -174,7 +180,11 @@ class Inbox:
 
     async def _run_pipeline(self, calls: list[_ScriptArgs]) -> list[object]:
         """EVALSHA each call in one pipeline; re-load the script on NOSCRIPT (Redis restarted
-        empty) and run again the calls it refused."""
+        empty) and run again the calls it refused. With `replicas`, the deliveries accepted
+        count only once that many replicas have them, or as many as are connected (one WAIT
+        for the batch): a failover cannot then lose what was answered 202; if they do not
+        confirm in time, those deliveries are answered as not queued (the sender retries; a
+        retry is a duplicate if the write did survive)."""
         results = await self._evalsha_all(calls)
         missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if missing:
@@ -182,7 +192,25 @@ class Inbox:
             retried = await self._evalsha_all([calls[i] for i in missing])
             for i, result in zip(missing, retried, strict=True):
                 results[i] = result
+        wanted = await self._replicas_to_wait_for()
+        if wanted and any(result == 1 for result in results):
+            confirmed = await self._redis.wait(wanted, REPLICA_WAIT_MS)
+            if int(confirmed) < wanted:
+                unconfirmed = QueueUnavailableError("not confirmed by a replica in time")
+                results = [unconfirmed if result == 1 else result for result in results]
         return results
+
+    async def _replicas_to_wait_for(self) -> int:
+        """`replicas`, or fewer when fewer are connected (counted every few seconds): a
+        master left without replica (just after a failover) still accepts, on one node."""
+        if not self._replicas:
+            return 0
+        now = time.monotonic()
+        if now - self._counted_at > REPLICA_CHECK_SECONDS:
+            info = await self._redis.info("replication")
+            self._connected = int(info.get("connected_slaves", 0))
+            self._counted_at = now
+        return min(self._replicas, self._connected)
 
     async def _evalsha_all(self, calls: list[_ScriptArgs]) -> list[object]:
         pipe = self._redis.pipeline(transaction=False)
