@@ -27,9 +27,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from worker.engine.impossible_patterns import never_matches
 from worker.engine.model import CLOSE_TICKET, KNOWN_EVENTS, OPEN_TICKET
-from worker.engine.rulefile import levenshtein
 from worker.engine.ruleset import WILDCARD, Rule, Ruleset
-from worker.engine.yaml_source import Position, Source, position, to_plain
+from worker.engine.yaml_source import Position, Source, levenshtein, position, to_plain
 from worker.errors import RuleProblem
 
 # Events whose `data` carries no conversation_id: each is its own conversation.

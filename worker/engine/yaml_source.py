@@ -28,6 +28,19 @@ def did_you_mean(word: str, options: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance between two names (insertions, deletions, substitutions)."""
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b))
+            )
+        previous = current
+    return previous[-1]
+
+
 def found(value: Any) -> str:
     """How a value found in a rule file is named in a message."""
     if isinstance(value, bool):
