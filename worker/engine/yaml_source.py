@@ -14,6 +14,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import YAMLError
 
 from worker.errors import RuleProblem
@@ -105,6 +106,22 @@ def _start(node: Any) -> tuple[int, int]:
     return 0, 0
 
 
+class _Constructor(RoundTripConstructor):
+    """The round-trip constructor, whose impossible dates (2026-13-01) are YAML errors at
+    their place instead of a bare ValueError."""
+
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node, values)
+        except ValueError as exc:
+            raise ConstructorError(
+                problem=f"{node.value!r} is not a date: {exc}", problem_mark=node.start_mark
+            ) from exc
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
+
+
 class Source:
     """One rule file being read: parses it and collects its problems into a shared list."""
 
@@ -115,6 +132,7 @@ class Source:
     def parse(self, text: str) -> Any:
         """The document's root node; on a YAML error, records it and returns None."""
         yaml = YAML(typ="rt", pure=True)
+        yaml.Constructor = _Constructor
         try:
             return yaml.load(text)
         except YAMLError as exc:
