@@ -220,12 +220,13 @@ def _reference_waits(
                 changes.append(WaitChange(name, None, reason))
             continue
         needs_event = any(a.kind == "helpwave.create_ticket" for a in rule.actions)
+        params = tuple(a.render(event.payload) for a in rule.actions)
         waits[name] = Wait(
             name,
             due,
             rule.definition,
             rule.business,
-            tuple(a.render(event.payload) for a in rule.actions),
+            params if any(params) else (),
             excerpt(event) if needs_event else {},
         )
         business = " (business time)" if rule.business else ""

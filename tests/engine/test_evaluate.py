@@ -44,9 +44,15 @@ def test_the_example_rules_open_a_ticket_and_mirror_a_help_request() -> None:
         "Channel": "Helpwave",
     }
     assert decision.conversation_id == "1042"
-    assert decision.state_after == ConversationState(
+    after = decision.state_after
+    assert after.evolve(waits={}) == ConversationState(
         ticket_open=True, helpwave_ticket_planned=True, last_customer_message=NOW
     )
+    assert sorted(after.waits) == [  # rules/30-time.yaml
+        "close-after-a-quiet-day",
+        "escalate-after-4-business-hours",
+        "one-note-per-burst",
+    ]
 
 
 def test_the_example_rules_close_on_thanks_and_still_mirror_the_message() -> None:

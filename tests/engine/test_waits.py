@@ -47,7 +47,7 @@ def test_a_matching_rule_with_after_schedules_its_actions_instead_of_acting() ->
     assert decision.wait_changes == (WaitChange("quiet", due, f"scheduled for {due.isoformat()}"),)
     wait = decision.state_after.waits["quiet"]
     assert (wait.due, wait.definition, wait.business) == (due, rules.rules[0].definition, False)
-    assert (wait.params, dict(wait.event)) == (({},), {})  # close_ticket needs no event
+    assert (wait.params, dict(wait.event)) == ((), {})  # close_ticket needs neither
 
 
 def test_the_next_matching_event_restarts_the_wait() -> None:

@@ -197,6 +197,8 @@ def _lint_open_close(entries: list[_Entry], problems: list[RuleProblem]) -> None
         for earlier in entries[: index + 1]:
             if not (earlier.rule.enabled and later.rule.enabled):
                 continue
+            if (earlier.rule.after is None) != (later.rule.after is None):
+                continue  # one acts on the event, the other later
             pair = _opener_closer(earlier.rule, later.rule)
             if pair is None or not _overlap(earlier.rule, later.rule):
                 continue

@@ -16,8 +16,8 @@ schedule), then calls `update_waits`, which, in this order:
    A rule whose business hours never open schedules nothing (and ends its pending wait).
 
 A wait keeps what its actions need when carried out: each action's parameters filled from
-this event, and, when an action needs the customer's phone (`helpwave.create_ticket`), an
-excerpt of the event (`envelope.excerpt`). Pure.
+this event (none when every action has none), and, when an action needs the customer's
+phone (`helpwave.create_ticket`), an excerpt of the event (`envelope.excerpt`). Pure.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def cancel_reason(rule: Rule | None, wait: Wait) -> str | None:
 def new_wait(rule: Rule, event: Event, due: datetime) -> Wait:
     """The wait `rule` starts on `event`, due at `due`."""
     params = tuple(spec.render(event.payload) for spec in rule.actions)
+    if not any(params):
+        params = ()  # as the state stores it (`Wait.to_json`): fire uses the rule's own
     needs_event = any(spec.kind in NEEDS_EVENT for spec in rule.actions)
     return Wait(
         rule=rule.name,

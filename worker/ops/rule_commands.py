@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from textwrap import indent
 
 from worker.engine import Ruleset, evaluate, load_ruleset, load_ruleset_from_texts
 from worker.engine.case_files import find_case_files, is_case_file, load_cases
-from worker.engine.cases import CaseResult, describe_action, run_case
-from worker.engine.decision import Decision
+from worker.engine.cases import CaseResult, describe_action, offset, run_case
+from worker.engine.decision import Decision, WaitChange
 from worker.engine.envelope import parse_webhook
 from worker.engine.json_schema import render as render_schema
 from worker.engine.lint import lint_ruleset
@@ -35,6 +35,10 @@ _STATUS = {
     "cooling_down": "cooling down",
     "stopped": "stopped",
     "after_first_match": "first_match",
+    "scheduled": "SCHEDULE",
+    "due": "DUE",
+    "superseded": "superseded",
+    "cancelled": "cancelled",
 }
 
 
@@ -86,7 +90,15 @@ def render_decision(decision: Decision) -> str:
         lines.append(f"  {mark:<12} {outcome.rule:<{width}}  {outcome.reason}{where}")
     lines.append("actions:" if decision.actions else "actions: none")
     lines.extend(f"  {action_line(action)}" for action in decision.actions)
+    if decision.wait_changes:
+        lines.append("waits:")
+        lines.extend(f"  {change_line(change)}" for change in decision.wait_changes)
     return "\n".join(lines)
+
+
+def change_line(change: WaitChange) -> str:
+    """A wait this decision started or ended: "close_ticket of quiet: scheduled for T"."""
+    return f"{change.rule}: {change.reason}"
 
 
 def action_line(action: PlannedAction) -> str:
@@ -171,20 +183,30 @@ def _test(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def render_failure(result: CaseResult) -> str:
-    """Expected against actual, then the explanation of every rule."""
+    """Expected against actual (with their times in a run through time), then the
+    explanation of every rule at every step."""
     case = result.case
+
+    def actual(at: timedelta, line: str) -> str:
+        return f"    at {offset(at)}  {line}" if case.timed else f"    {line}"
+
     lines = ["  expected:"]
     lines += [f"    {want.describe()}" for want in case.expect] or ["    (no action)"]
     lines.append("  actual:")
-    lines += [f"    {describe_action(a)}" for a in result.carried_out] or ["    (no action)"]
+    done = result.timed_carried_out
+    lines += [actual(at, describe_action(a)) for at, a in done] or ["    (no action)"]
     if case.skipped is not None or result.skipped:
         if case.skipped is not None:
             lines.append("  expected skipped:")
             lines += [f"    {want.describe()}" for want in case.skipped] or ["    (none)"]
         lines.append("  actually skipped:")
-        lines += [f"    {action_line(a)}" for a in result.skipped] or ["    (none)"]
+        skipped = result.timed_skipped
+        lines += [actual(at, action_line(a)) for at, a in skipped] or ["    (none)"]
     lines.append("  why:")
-    lines.append(indent(render_decision(result.decision), "    "))
+    for step in result.steps:
+        if case.timed:
+            lines.append(f"    at {offset(step.moment - case.now)}: {step.describe()}")
+        lines.append(indent(render_decision(step.decision), "    "))
     return "\n".join(lines)
 
 
