@@ -50,7 +50,8 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     path = _rules_path(args, settings)
     texts = read_rule_texts(path)
     ruleset = load_ruleset_from_texts(texts)  # RulesError -> file:line:column lines, exit 1
-    warnings = lint_ruleset(ruleset, texts)
+    retention = timedelta(seconds=settings.state_retention)
+    warnings = lint_ruleset(ruleset, texts, retention=retention)
     for warning in warnings:
         print(warning)
     count = f", {len(warnings)} warning{'s' * (len(warnings) != 1)}" if warnings else ""
