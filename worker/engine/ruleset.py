@@ -138,7 +138,7 @@ class Plan:
             for i, r in enumerate(rules)
         )
         self.by_name = {r.name: r for r in rules}
-        self.timed = any(r.after is not None for r in rules)
+        self.timed = any(r.after is not None for r in rules)  # any rule with after:
         self.uses_session = any(_uses_session(r.condition.shape) for r in rules)
         self.matched = tuple(
             RuleOutcome(r.name, "matched", "every condition held", file=r.file, line=r.line)

@@ -7,8 +7,8 @@ A wait is identified by its rule and due time. Its decision, in the conversation
 - `superseded`: the conversation holds no wait of that rule due then (a later event
   restarted or cancelled it): nothing to do;
 - `cancelled`: the rule is gone from the ruleset, disabled, or its definition changed since
-  the wait started (`Rule.definition`: when, after, unless or then; a description does not
-  count): the wait ends, the cancellation recorded;
+  the wait started (`Rule.definition`: on, when, after, unless or then; a description does
+  not count; `scheduling.cancel_reason`): the wait ends, the cancellation recorded;
 - `cooling_down`: the rule's cooldown for the conversation runs: the wait ends, no action;
 - `due`: its actions are planned against the state at this moment (`planning`: an action
   that would change nothing is skipped and recorded), with the parameters filled when the
