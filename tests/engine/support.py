@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import textwrap
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from worker.engine import Rule, Ruleset, evaluate, load_ruleset_from_texts
 from worker.engine.checks import Context
-from worker.engine.decision import Decision, RuleOutcome
-from worker.engine.model import ConversationState, Event, PlannedAction
+from worker.engine.decision import Decision, RuleOutcome, WaitChange
+from worker.engine.envelope import excerpt
+from worker.engine.model import ConversationState, Event, PlannedAction, Wait
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EXAMPLE_RULES = Path(__file__).resolve().parents[2] / "rules"
@@ -86,11 +87,17 @@ def reference_decision(
 
     Every listening rule's explaining check, in order; every action planned one at a time
     against a projected state, its skips written out here as rules.md states them (not read
-    from `worker.engine.planning`). `evaluate` must give an equal decision.
+    from `worker.engine.planning`); waits (rules.md "Time") restarted, cancelled and
+    scheduled as rules.md states it, written out here too. `evaluate` must give an equal
+    decision.
     """
     now = _aware(now)
     moment = now if event.timestamp is None else _aware(event.timestamp)
-    context = Context(event.payload, state.ticket_open, moment)
+    last = state.last_customer_message
+    session = event.name == "message.received" or (
+        last is not None and now - _aware(last) < timedelta(hours=24)
+    )
+    context = Context(event.payload, state.ticket_open, moment, session)
     cooldowns = {n: _aware(u) for n, u in state.cooldowns.items() if _aware(u) > now}
     projected = _Projected(
         state.ticket_open, state.helpwave_ticket_id, state.helpwave_ticket_planned
@@ -98,6 +105,7 @@ def reference_decision(
     modes = {f.name: f.mode for f in rules.rule_files}
     outcomes: list[RuleOutcome] = []
     actions: list[PlannedAction] = []
+    scheduled: dict[str, datetime | None] = {}
     stopped_by: str | None = None
     first_matched: dict[str, str] = {}
 
@@ -106,10 +114,14 @@ def reference_decision(
 
     for rule in rules.rules:
         first_match = modes.get(rule.file) == "first_match"
+        names = "every event" if rule.events == "*" else ", ".join(sorted(rule.events))
         if not rule.enabled:
             outcome(rule, "disabled", "enabled: false")
-        elif not rule.listens_to(event.name):
-            names = "every event" if rule.events == "*" else ", ".join(sorted(rule.events))
+        elif event.name in rule.unless:
+            outcome(
+                rule, "not_for_event", f"listens for {names}; unless: {event.name} cancels its wait"
+            )
+        elif rule.events != "*" and event.name not in rule.events:
             outcome(rule, "not_for_event", f"listens for {names}")
         elif stopped_by is not None:
             outcome(rule, "stopped", f"rule '{stopped_by}' matched earlier and has stop: true")
@@ -118,9 +130,23 @@ def reference_decision(
             outcome(rule, "after_first_match", reason)
         elif (failure := rule.condition.check(context)) is not None:
             outcome(rule, "not_matched", failure.describe(), failure)
+        elif rule.after is not None and event.conversation_id is None:
+            reason = "every condition held; the event has no conversation: nothing scheduled"
+            outcome(rule, "matched", reason)
+        elif rule.after is not None:
+            due = _due(rule, now)
+            scheduled[rule.name] = due
+            if due is None:
+                reason = "matched, but nothing scheduled: its business hours never open"
+            else:
+                kinds = ", ".join(a.kind for a in rule.actions) or "no action"
+                business = " (business time)" if rule.business else ""
+                reason = f"would schedule {kinds} for {due.isoformat()}{business}"
+            outcome(rule, "scheduled", reason)
         elif rule.name in cooldowns:
             until = cooldowns[rule.name].isoformat()
             outcome(rule, "cooling_down", f"matched, but its cooldown runs until {until}")
+            continue
         else:
             outcome(rule, "matched", "every condition held")
             for index, spec in enumerate(rule.actions):
@@ -129,14 +155,83 @@ def reference_decision(
                 actions.append(PlannedAction(rule.name, index, spec.kind, params, skip))
             if rule.cooldown is not None:
                 cooldowns[rule.name] = now + rule.cooldown
+        if outcomes[-1].status in ("matched", "scheduled"):
             if rule.stop:
                 stopped_by = rule.name
             if first_match:
                 first_matched[rule.file] = rule.name
-    after = ConversationState(projected.open, projected.hw_id, projected.hw_planned, cooldowns)
-    return Decision(
-        rules.version, event.name, event.conversation_id, tuple(outcomes), tuple(actions), after
+    waits, changes = _reference_waits(rules, event, state, outcomes, scheduled)
+    if event.name == "message.received" and event.conversation_id is not None:
+        last = now
+    after = ConversationState(
+        projected.open, projected.hw_id, projected.hw_planned, cooldowns, waits, last
     )
+    return Decision(
+        rules.version,
+        event.name,
+        event.conversation_id,
+        tuple(outcomes),
+        tuple(actions),
+        after,
+        changes,
+    )
+
+
+def _due(rule: Rule, now: datetime) -> datetime | None:
+    assert rule.after is not None
+    if not rule.business:
+        return now.astimezone(UTC) + rule.after
+    assert rule.calendar is not None
+    return rule.calendar.add(now, rule.after)
+
+
+def _reference_waits(
+    rules: Ruleset,
+    event: Event,
+    state: ConversationState,
+    outcomes: list[RuleOutcome],
+    scheduled: dict[str, datetime | None],
+) -> tuple[dict[str, Wait], tuple[WaitChange, ...]]:
+    by_name = {rule.name: rule for rule in rules.rules}
+    why = {o.rule: o.reason for o in outcomes}
+    waits = dict(state.waits)
+    changes = []
+    for name, wait in state.waits.items():
+        rule = by_name.get(name)
+        if name in scheduled:
+            continue
+        if rule is None or not rule.enabled or rule.definition != wait.definition:
+            gone = "removed" if rule is None else "disabled" if not rule.enabled else "changed"
+            reason = f"cancelled: the rule was {gone}"
+        elif event.name in rule.unless:
+            reason = f"cancelled by {event.name} (unless)"
+        elif rule.events == "*" or event.name in rule.events:
+            reason = f"cancelled by {event.name} ({why[name]})"
+        else:
+            continue
+        del waits[name]
+        changes.append(WaitChange(name, None, reason))
+    for name, due in scheduled.items():
+        rule = by_name[name]
+        if due is None:
+            if name in waits:
+                del waits[name]
+                reason = f"cancelled by {event.name} (its business hours never open)"
+                changes.append(WaitChange(name, None, reason))
+            continue
+        needs_event = any(a.kind == "helpwave.create_ticket" for a in rule.actions)
+        params = tuple(a.render(event.payload) for a in rule.actions)
+        waits[name] = Wait(
+            name,
+            due,
+            rule.definition,
+            rule.business,
+            params if any(params) else (),
+            excerpt(event) if needs_event else {},
+        )
+        business = " (business time)" if rule.business else ""
+        changes.append(WaitChange(name, due, f"scheduled for {due.isoformat()}{business}"))
+    return waits, tuple(changes)
 
 
 @dataclass

@@ -44,7 +44,15 @@ def test_the_example_rules_open_a_ticket_and_mirror_a_help_request() -> None:
         "Channel": "Helpwave",
     }
     assert decision.conversation_id == "1042"
-    assert decision.state_after == ConversationState(ticket_open=True, helpwave_ticket_planned=True)
+    after = decision.state_after
+    assert after.evolve(waits={}) == ConversationState(
+        ticket_open=True, helpwave_ticket_planned=True, last_customer_message=NOW
+    )
+    assert sorted(after.waits) == [  # rules/30-time.yaml
+        "close-after-a-quiet-day",
+        "escalate-after-4-business-hours",
+        "one-note-per-burst",
+    ]
 
 
 def test_the_example_rules_close_on_thanks_and_still_mirror_the_message() -> None:
@@ -335,7 +343,7 @@ def test_a_comment_needs_a_helpwave_ticket_stored_or_planned() -> None:
     for state in (HELPWAVE_STORED, ConversationState(helpwave_ticket_planned=True)):
         decision = decide(rules, make_event(), state)
         assert planned(decision) == [("helpwave.add_comment", None)]
-        assert decision.state_after == state
+        assert decision.state_after == state.evolve(last_customer_message=NOW)
 
 
 def test_a_comment_whose_text_comes_out_empty_is_skipped() -> None:

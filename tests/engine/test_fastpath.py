@@ -99,9 +99,60 @@ rules:
     on: message.received
     then: []
 """,
+    "30-time.yaml": """\
+version: 1
+mode: first_match
+timezone: Europe/Berlin
+business_hours:
+  days: [mon, tue, wed, thu, fri]
+  between: ["22:00", "06:00:30"]
+  holidays: [2024-05-15]
+rules:
+  - name: quiet
+    on: message.received
+    when: {data.type: text}
+    after: 24h
+    unless: [conversation.updated]
+    then: [close_ticket]
+  - name: burst
+    on: [message.received, conversation.updated]
+    when: {session: open}
+    after: 30s
+    then: [{helpwave.add_comment: {text: "got {{ data.body }}"}}, helpwave.create_ticket]
+    cooldown: 5m
+  - name: escalate
+    on: "*"
+    when: {any: [{session: expired}, {data.n: {gt: 5}}]}
+    after: {business: 4h}
+    unless: [other]
+    then: [{helpwave.add_comment: {text: still open}}]
+    stop: true
+  - name: lapsed
+    on: message.received
+    when: {not: {session: open}}
+    then: [open_ticket]
+""",
 }
 RULES = load_ruleset_from_texts(FILES)
 NAMES = [r.name for r in RULES.rules]
+DEFINITIONS = {r.name: r.definition for r in RULES.rules}
+
+
+@st.composite
+def waits(draw: st.DrawFn) -> dict[str, Wait]:
+    """Pending waits of rules with after:, of rules without it, of a rule since removed;
+    most with the rule's definition, some with a stale one."""
+    names = draw(st.lists(st.sampled_from([*NAMES, "gone"]), max_size=4, unique=True))
+    return {
+        name: Wait(
+            name,
+            draw(MOMENTS),
+            draw(st.sampled_from([DEFINITIONS.get(name, "x"), "stale"])),
+            draw(st.booleans()),
+        )
+        for name in names
+    }
+
 
 SCALARS = (
     st.none()
@@ -127,7 +178,7 @@ MOMENTS = st.datetimes(
 
 @settings(max_examples=400, deadline=None)
 @given(
-    name=st.sampled_from(["message.received", "conversation.updated", "other"]),
+    name=st.sampled_from(["message.received", "conversation.updated", "other", "x"]),
     data=DATA | VALUES,
     timestamp=st.none() | MOMENTS,
     conversation=st.none() | st.just("c1"),
@@ -137,6 +188,8 @@ MOMENTS = st.datetimes(
         helpwave_ticket_id=st.none() | st.just("hw1"),
         helpwave_ticket_planned=st.booleans(),
         cooldowns=st.dictionaries(st.sampled_from(NAMES), MOMENTS, max_size=3),
+        waits=waits(),
+        last_customer_message=st.none() | MOMENTS,
     ),
     now=MOMENTS,
 )
@@ -155,6 +208,7 @@ def test_compiled_decisions_equal_the_explaining_checks_run_eagerly(
     assert decision.state_after == expected.state_after
     assert decision.matched_rules == expected.matched_rules
     assert decision.outcomes == expected.outcomes
+    assert decision.wait_changes == expected.wait_changes
     assert decision.to_json() == expected.to_json()
 
 
@@ -169,12 +223,13 @@ def test_the_opaque_fallback_decides_the_same(body: Any, ticket_open: bool) -> N
     fast, opaque = compile_decider(entries), compile_decider(entries, opaque=True)
     payload = {"event": "message.received", "data": {"body": body, "n": 6, "tags": body}}
     cool: dict[str, datetime] = {}
-    args = (payload, ticket_open, NOW, cool, False, ticket_open, None, False)
+    args = (payload, ticket_open, NOW, cool, False, ticket_open, None, False, False)
     assert fast(*args) == opaque(*args)
 
 
 OUR_NAMES = frozenset(
-    {"build", "decide", "payload", "t", "moment", "cool", "nc", "to", "hid", "hp", "names"}
+    {"build", "decide", "payload", "t", "moment", "cool", "nc", "to", "hid", "hp", "so", "names"}
+    | {"sch"}
     | {"acts", "started", "p", "s", "a", "d", "x", "out", "append", "get", "copy", "strip"}
     | {"casefold", "startswith", "endswith", "type", "len", "dict", "str", "not", "and", "or"}
     | {"is", "in", "if", "elif", "else", "def", "return", "True", "False", "None", "__dict__"}

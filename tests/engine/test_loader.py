@@ -41,6 +41,7 @@ def test_the_example_rules_load_in_file_name_order() -> None:
     assert [Path(f).name for f in rules.files] == [
         "10-helpwave-mirror.yaml",
         "20-awalchat-tickets.yaml",
+        "30-time.yaml",
     ]
     assert rules.rules[0].name == "helpwave-ticket-on-new-conversation"
     assert rules.uses_awalchat

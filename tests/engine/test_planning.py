@@ -107,8 +107,8 @@ def test_a_compiled_decider_plans_as_the_statement_says(
     entry = RuleEntry("r", AlwaysShape(), _always, actions=actions)
     decide = compile_decider([entry], opaque=opaque)
 
-    names, acts, ticket_open, planned, _ = decide(
-        {}, start.ticket_open, NOW, {}, not has_conversation, *start
+    names, acts, ticket_open, planned, _, _ = decide(
+        {}, start.ticket_open, NOW, {}, not has_conversation, *start, False
     )
 
     expected: list[str | None] = []

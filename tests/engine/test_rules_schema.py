@@ -87,6 +87,12 @@ def test_bad_files_the_schema_can_express_are_refused_by_both(path: Path) -> Non
         ({"name": "a", "on": "x", "when": {"any": []}}, False),
         ({"name": "a", "on": "x", "cooldown": "1h30m"}, True),
         ({"name": "", "on": "x"}, False),
+        ({"name": "a", "on": "x", "after": "1h30m", "unless": ["conversation.updated"]}, True),
+        ({"name": "a", "on": "x", "after": "10x"}, False),
+        ({"name": "a", "on": "x", "after": {"busines": "4h"}}, False),
+        ({"name": "a", "on": "x", "after": {"business": "4q"}}, False),
+        ({"name": "a", "on": "x", "when": {"session": "expired"}}, True),
+        ({"name": "a", "on": "x", "when": {"session": "opne"}}, False),
     ],
 )
 def test_rules_under_the_schema_and_the_loader(rule: dict[str, Any], valid: bool) -> None:
@@ -96,6 +102,34 @@ def test_rules_under_the_schema_and_the_loader(rule: dict[str, Any], valid: bool
 
     try:
         load_ruleset_text(text)
+        loaded = True
+    except RulesError:
+        loaded = False
+
+    assert (not errors, loaded) == (valid, valid)
+
+
+@pytest.mark.parametrize(
+    ("hours", "valid"),
+    [
+        (
+            {"days": ["sun", "mon"], "between": ["22:00", "06:00:30"], "holidays": ["2026-12-18"]},
+            True,
+        ),
+        ({"timezone": "Europe/Berlin", "between": ["00:00", "24:00"]}, True),
+        ({"between": ["09:00", "25:00"]}, False),
+        ({"days": ["mon"]}, False),
+        ({"day": ["mon"], "between": ["09:00", "17:00"]}, False),
+        ({"holidays": ["christmas"], "between": ["09:00", "17:00"]}, False),
+    ],
+)
+def test_business_hours_under_the_schema_and_the_loader(hours: dict[str, Any], valid: bool) -> None:
+    rule = {"name": "a", "on": "x", "after": {"business": "4h"}}
+    document = {"version": 1, "business_hours": hours, "rules": [rule]}
+    errors = list(VALIDATOR.iter_errors(document))
+
+    try:
+        load_ruleset_text(json.dumps(document))
         loaded = True
     except RulesError:
         loaded = False

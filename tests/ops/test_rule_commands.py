@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,109 @@ def test_schema_prints_the_committed_schema(capsys: pytest.CaptureFixture[str]) 
 
     assert code == 0
     assert out == (ROOT / "worker" / "rules.schema.json").read_text()
+
+
+def test_explain_says_what_would_be_scheduled_and_cancelled(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    help_event = str(WEBHOOKS / "message_received_help.json")
+    updated = str(WEBHOOKS / "conversation_updated.json")
+
+    code, out, _ = run(capsys, "explain", help_event, "--rules", str(RULES))
+    pending = "--state", "wait=escalate-after-4-business-hours:2024-05-14T13:30:00Z"
+    cancelled, out2, _ = run(capsys, "explain", updated, "--rules", str(RULES), *pending)
+
+    assert (code, cancelled) == (0, 0)
+    assert (
+        "SCHEDULE     escalate-after-4-business-hours      would schedule helpwave.add_comment "
+        "for 2024-05-14T13:30:00+00:00 (business time)"
+    ) in out
+    assert "would schedule the wait of close-after-a-quiet-day: scheduled for 2024-05-15T" in out
+    assert (
+        "would cancel the wait of escalate-after-4-business-hours: cancelled by "
+        "conversation.updated (unless)"
+    ) in out2
+
+
+def test_explain_reads_the_last_customer_message_for_session_conditions(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "version: 1\nrules:\n  - {name: window, on: '*', when: {session: open}, then: []}\n"
+    )
+    updated = str(WEBHOOKS / "conversation_updated.json")
+    body = json.loads((WEBHOOKS / "conversation_updated.json").read_text())
+    recent = datetime.fromisoformat(body["timestamp"]) - timedelta(hours=2)
+
+    _, never, _ = run(capsys, "explain", updated, "--rules", str(rules))
+    _, open_, _ = run(
+        capsys, "explain", updated, "--rules", str(rules), "--state", f"last_message={recent}"
+    )
+    code, _, err = run(capsys, "explain", updated, "--rules", str(rules), "--state", "wait=x")
+
+    assert "no           window  session is open: saw 'expired'" in never
+    assert "MATCH        window  every condition held" in open_
+    assert code == 1
+    assert "expected wait=RULE:ISO-DUE" in err
+
+
+def test_check_warns_of_a_wait_longer_than_the_state_retention(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_RETENTION", "7d")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "version: 1\nrules:\n"
+        "  - {name: late, on: message.received, after: 10d, then: [close_ticket]}\n"
+    )
+
+    code, out, _ = run(capsys, "check", str(rules))
+
+    assert code == 0
+    assert f"{rules}:3:40: warning: this wait is 10d, longer than STATE_RETENTION (7d)" in out
+
+
+def test_a_failing_timed_case_shows_the_times(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    (rules / "tests" / "late.yaml").write_text(
+        "cases:\n"
+        "  - name: closed a day late on purpose\n"
+        "    events: [{event: events/help.json}]\n"
+        "    expect: [helpwave.create_ticket, helpwave.add_comment, open_ticket,\n"
+        "             helpwave.add_comment, helpwave.add_comment, {at: 2d, close_ticket: }]\n"
+    )
+
+    code, out, _ = run(capsys, "test", str(rules / "tests" / "late.yaml"))
+
+    assert code == 1
+    assert "    at 2d  close_ticket\n  actual:\n    at 0  helpwave.create_ticket" in out
+    assert "    at 1d  close_ticket {}  <- close-after-a-quiet-day" in out
+    assert "    at 1d: wait of close-after-a-quiet-day (due)" in out
+    assert "DUE          close-after-a-quiet-day  due 2024-05-15T09:30:00+00:00, carried out" in out
+
+
+def test_diff_counts_a_change_in_what_is_scheduled_or_when(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    new = tmp_path / "new"
+    shutil.copytree(RULES, new)
+    timed = new / "30-time.yaml"
+    timed.write_text(timed.read_text().replace("after: 24h", "after: 12h"))
+
+    code, out, _ = run(
+        capsys,
+        "diff",
+        str(RULES),
+        str(new),
+        "--events",
+        str(WEBHOOKS / "message_received_help.json"),
+    )
+
+    assert code == 0
+    assert "1 of 1 events change" in out
+    assert "    wait of close-after-a-quiet-day: scheduled for 2024-05-15T09:30:00+00:00" in out
+    assert "    wait of close-after-a-quiet-day: scheduled for 2024-05-14T21:30:00+00:00" in out

@@ -12,12 +12,13 @@ from typing import Any, ClassVar, Literal
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from worker.engine.cases import Case, ExpectedAction
+from worker.engine.case_actions import read_expected, read_offset
+from worker.engine.cases import Case, TimedEvent
 from worker.engine.envelope import parse_webhook
 from worker.engine.file_models import IdText, Section, validate
-from worker.engine.model import ACTION_KINDS, ConversationState, Event
+from worker.engine.model import ConversationState, Event
 from worker.engine.timing import parse_duration
-from worker.engine.yaml_source import Source, did_you_mean, found, position, to_plain
+from worker.engine.yaml_source import Source, found, position, to_plain
 from worker.errors import PayloadError, RuleProblem, RulesError
 
 
@@ -31,7 +32,8 @@ class CaseModel(Section):
     what: ClassVar[str] = "a case"
     name: str
     description: str = ""
-    event: Any
+    event: Any = None
+    events: list[Any] | None = None
     state: Any = None
     now: str | None = None
     expect: list[Any] | None
@@ -102,41 +104,84 @@ class _CaseReader:
             return None
         before = len(self.source.problems)
         model = validate(CaseModel, to_plain(node), node, self.source)
-        event = self._event(node) if "event" in node else None
+        events = self._events(node)
         state = self._state(node)
-        expect = self._actions(node, "expect")
-        skipped = self._actions(node, "skipped") if node.get("skipped") is not None else None
-        if model is None or event is None or state is None or expect is None:
+        expect = read_expected(node, "expect", self.source)
+        skipped = (
+            read_expected(node, "skipped", self.source) if node.get("skipped") is not None else None
+        )
+        if model is None or not events or state is None or expect is None:
             return None
-        now = self._now(node, model.now, event)
+        first = events[0].event
+        now = self._now(node, model.now, first)
         if now is None or len(self.source.problems) != before:
             return None
         return Case(
             file=self.source.file,
             line=where[0],
             name=model.name,
-            event=event,
+            event=first,
             state=_with_cooldowns(state, now),
             now=now,
             expect=expect,
             skipped=skipped,
+            events=tuple(events) if "events" in node else (),
         )
 
-    def _event(self, node: CommentedMap) -> Event | None:
-        value = node["event"]
+    def _events(self, node: CommentedMap) -> list[TimedEvent] | None:
+        """The case's `event:` (at 0), or its `events:` with their offsets."""
+        if ("event" in node) == ("events" in node):
+            self.source.add(
+                position(node, ()),
+                "a case gives either 'event:' (one event) or 'events:' (a list of "
+                "{at: 90m, event: ...}), not both nor neither",
+            )
+            return None
+        if "event" in node:
+            event = self._event(node, "event")
+            return None if event is None else [TimedEvent(timedelta(0), event)]
+        items = node["events"]
+        if not isinstance(items, CommentedSeq) or not items:
+            return None  # the model reported it, or there is nothing to run
+        timed: list[TimedEvent] = []
+        at = timedelta(0)
+        for index, item in enumerate(items):
+            if not isinstance(item, CommentedMap) or "event" not in item:
+                self.source.at(
+                    items,
+                    (index,),
+                    "an item of 'events' is a mapping like {at: 90m, event: events/help.json}; "
+                    f"found {found(to_plain(item))}",
+                )
+                continue
+            for key in item:
+                if key not in ("at", "event"):
+                    self.source.at(
+                        item, (key,), f"unknown key '{key}' in an event (expected at, event)"
+                    )
+            if "at" in item:
+                later = read_offset(item, at, self.source)
+                at = later if later is not None else at
+            event = self._event(item, "event")
+            if event is not None:
+                timed.append(TimedEvent(at, event))
+        return timed if len(timed) == len(items) else None
+
+    def _event(self, node: CommentedMap, key: str) -> Event | None:
+        value = node[key]
         if isinstance(value, str):
             file = self.path.parent / value
             try:
                 raw = file.read_bytes()
             except OSError as exc:
-                self.source.at(node, ("event",), f"cannot read the event file {file}: {exc}")
+                self.source.at(node, (key,), f"cannot read the event file {file}: {exc}")
                 return None
         elif isinstance(value, CommentedMap):
             raw = json.dumps(to_plain(value), ensure_ascii=False).encode()
         else:
             self.source.at(
                 node,
-                ("event",),
+                (key,),
                 f"'event': found {found(to_plain(value))}; expected a webhook body "
                 "(a mapping with event, data, ...) or the path of a JSON file",
             )
@@ -144,10 +189,10 @@ class _CaseReader:
         try:
             parsed = parse_webhook(raw)
         except PayloadError as exc:
-            self.source.at(node, ("event",), f"not a webhook the receiver accepts: {exc.reason}")
+            self.source.at(node, (key,), f"not a webhook the receiver accepts: {exc.reason}")
             return None
         if not isinstance(parsed, Event):
-            self.source.at(node, ("event",), "a verification handshake, not an event")
+            self.source.at(node, (key,), "a verification handshake, not an event")
             return None
         return parsed
 
@@ -178,43 +223,6 @@ class _CaseReader:
                 return None
             cooldowns[rule] = until
         return _State(state, cooldowns)
-
-    def _actions(self, node: CommentedMap, key: str) -> tuple[ExpectedAction, ...] | None:
-        items = node.get(key)
-        if not isinstance(items, CommentedSeq):
-            return None  # the model reported it
-        actions = []
-        for index, item in enumerate(items):
-            parent: Any = items
-            loc: tuple[str | int, ...] = (index,)
-            if isinstance(item, str):
-                kind, params = item, None
-            elif isinstance(item, CommentedMap) and len(item) == 1:
-                kind = next(iter(item))
-                parent, loc = item, (kind,)
-                params = to_plain(item[kind]) if item[kind] is not None else {}
-            else:
-                self.source.at(
-                    items,
-                    (index,),
-                    f"an expected action is a name (open_ticket) or a mapping of one name to "
-                    f"its exact params; found {found(to_plain(item))}",
-                )
-                continue
-            if kind not in ACTION_KINDS:
-                self.source.at(
-                    parent,
-                    loc,
-                    f"unknown action '{kind}'{did_you_mean(str(kind), ACTION_KINDS)} "
-                    f"(expected one of: {', '.join(ACTION_KINDS)})",
-                    key=parent is item,
-                )
-                continue
-            if params is not None and not isinstance(params, dict):
-                self.source.at(parent, loc, f"'{kind}': found {found(params)}; expected a mapping")
-                continue
-            actions.append(ExpectedAction(str(kind), params))
-        return tuple(actions) if len(actions) == len(items) else None
 
     def _now(self, node: CommentedMap, text: str | None, event: Event) -> datetime | None:
         if text is None:

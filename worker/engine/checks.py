@@ -16,16 +16,18 @@ from worker.engine.operators import Test
 from worker.engine.paths import MISSING, resolve, split_path, summarise
 from worker.engine.timing import TimeWindow
 
-SPECIAL_PATHS: Final = ("ticket", "time")
+SPECIAL_PATHS: Final = ("ticket", "time", "session")
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a condition looks at: the event, the start-of-event ticket state, its moment."""
+    """What a condition looks at: the event, the start-of-event ticket state, its moment,
+    and whether the conversation's WhatsApp session is open (see `evaluate`)."""
 
     payload: Mapping[str, Any]
     ticket_open: bool
     moment: datetime  # timezone-aware
+    session_open: bool = False
 
 
 Check = Callable[[Context], ConditionFailure | None]
@@ -91,11 +93,25 @@ class TimeShape:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionShape:
+    want_open: bool
+
+
+@dataclass(frozen=True, slots=True)
 class AlwaysShape:
     pass
 
 
-Shape = FieldShape | AllShape | AnyShape | NotShape | TicketShape | TimeShape | AlwaysShape
+Shape = (
+    FieldShape
+    | AllShape
+    | AnyShape
+    | NotShape
+    | TicketShape
+    | TimeShape
+    | SessionShape
+    | AlwaysShape
+)
 
 
 def field_test(path: str, segments: tuple[str, ...], tests: list[Leaf]) -> Condition:
@@ -210,6 +226,9 @@ def negation(inner: Condition) -> Condition:
         if path == "ticket":
             seen = "open" if context.ticket_open else "closed"
             return ConditionFailure(path, f"not {expected}", seen)
+        if path == "session":
+            seen = "open" if context.session_open else "expired"
+            return ConditionFailure(path, f"not {expected}", seen)
         if segments is None:
             return ConditionFailure(path, f"not {expected}", "it held")
         seen = summarise(resolve(context.payload, segments))
@@ -229,6 +248,21 @@ def ticket_state(*, want_open: bool) -> Condition:
 
     shape = TicketShape(want_open)
     return Condition(check, f"ticket {expected}", "ticket", expected, shape)
+
+
+def session_state(*, want_open: bool) -> Condition:
+    """`session: open` / `expired`: the WhatsApp customer-service window (24 h from the
+    conversation's last message.received, the event itself included)."""
+    expected = "is open" if want_open else "is expired"
+
+    def check(context: Context) -> ConditionFailure | None:
+        if context.session_open == want_open:
+            return None
+        seen = "open" if context.session_open else "expired"
+        return condition_failure("session", expected, seen, False)
+
+    shape = SessionShape(want_open)
+    return Condition(check, f"session {expected}", "session", expected, shape)
 
 
 def time_window(window: TimeWindow, zone: tzinfo, zone_name: str) -> Condition:

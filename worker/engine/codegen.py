@@ -23,6 +23,7 @@ from worker.engine.checks import (
     FieldShape,
     Leaf,
     NotShape,
+    SessionShape,
     Shape,
     TicketShape,
     TimeShape,
@@ -49,8 +50,14 @@ def _in_window(window: TimeWindow, zone: tzinfo, moment: datetime) -> bool:
     return window.contains(local)
 
 
-def _holds(check: Check, payload: Mapping[str, Any], ticket_open: bool, moment: datetime) -> bool:
-    return check(Context(payload, ticket_open, moment)) is None
+def _holds(
+    check: Check,
+    payload: Mapping[str, Any],
+    ticket_open: bool,
+    moment: datetime,
+    session_open: bool,
+) -> bool:
+    return check(Context(payload, ticket_open, moment, session_open)) is None
 
 
 HELPERS: Final[dict[str, Any]] = {
@@ -201,8 +208,10 @@ def condition_expression(
         return "True"
     if isinstance(shape, TicketShape):  # `==` as the explaining check compares
         return "(t == True)" if shape.want_open else "(t == False)"
+    if isinstance(shape, SessionShape):
+        return "(so == True)" if shape.want_open else "(so == False)"
     if depth > MAX_DEPTH or shape is None:
-        return f"H({src.const(check)}, payload, t, moment)"
+        return f"H({src.const(check)}, payload, t, moment, so)"
     if isinstance(shape, FieldShape):
         value = src.path(shape.segments)
         leaves = [(leaf, *_leaf(src, value, leaf)) for leaf in shape.leaves]

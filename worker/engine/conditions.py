@@ -22,6 +22,7 @@ from worker.engine.checks import (
     any_of,
     field_test,
     negation,
+    session_state,
     ticket_state,
     time_window,
 )
@@ -32,7 +33,8 @@ from worker.engine.yaml_source import Position, Source, did_you_mean, found, pos
 
 ALWAYS: Final = Condition(lambda context: None, "always", shape=AlwaysShape())
 
-LOGIC_KEYS: Final = ("all", "any", "not", "ticket", "time")
+LOGIC_KEYS: Final = ("all", "any", "not", "ticket", "time", "session")
+SESSION_STATES: Final = ("open", "expired")
 _ENVELOPE_ROOTS: Final = frozenset({"event", "timestamp", "data"})
 
 
@@ -84,6 +86,8 @@ class ConditionCompiler:
             return None if inner is None else negation(inner)
         if key == "ticket":
             return self._ticket(value, at_value)
+        if key == "session":
+            return self._session(value, at_value)
         if key == "time":
             window = parse_time_window(value, node, key, self.source)
             return None if window is None else time_window(window, self.zone, self.zone_name)
@@ -107,6 +111,16 @@ class ConditionCompiler:
             )
             return None
         return ticket_state(want_open=value == "open")
+
+    def _session(self, value: Any, where: Position) -> Condition | None:
+        if value not in SESSION_STATES:
+            hint = did_you_mean(value, SESSION_STATES) if isinstance(value, str) else ""
+            self.source.add(
+                where,
+                f"'session': found {found(to_plain(value))}; expected open or expired{hint}",
+            )
+            return None
+        return session_state(want_open=value == "open")
 
     def _field(self, node: CommentedMap, key: Any, value: Any) -> Condition | None:
         path = key if isinstance(key, str) else None

@@ -43,12 +43,37 @@ from worker.engine.templates import compile_value, text_pieces
 
 # Called as decide(payload, ticket open when the event arrived, its moment, running
 # cooldowns, event has no conversation, then the projection (planning.Projection): ticket
-# open, HelpWave ticket id, HelpWave ticket planned); returns (names of the rules that act,
-# their planned actions, the projected ticket open and HelpWave ticket planned after them,
-# ((rule, cooldown) started, ...)). The HelpWave ticket id is only read: no action sets it.
-Decided = tuple[list[str], list[PlannedAction], bool, bool, tuple[tuple[str, timedelta], ...]]
+# open, HelpWave ticket id, HelpWave ticket planned; then whether the WhatsApp session is
+# open); returns (names of the rules that act, their planned actions, the projected ticket
+# open and HelpWave ticket planned after them, ((rule, cooldown) started, ...), (names of
+# the rules with `after:` that matched and schedule their actions, ...)). The HelpWave
+# ticket id is only read: no action sets it.
+#
+# A rule with `after:` plans nothing here: when it matches it counts as acting (for
+# `first_match` and `stop`), its cooldown is not looked at (that is done when its wait
+# comes due, `timers.fire`), and it is named in the last item; `scheduling` builds its
+# wait. On an event with no conversation it is named with the rules that act instead (it
+# matched; nothing can be scheduled for no conversation).
+Decided = tuple[
+    list[str],
+    list[PlannedAction],
+    bool,
+    bool,
+    tuple[tuple[str, timedelta], ...],
+    tuple[str, ...],
+]
 Decider = Callable[
-    [Mapping[str, Any], bool, datetime, Mapping[str, datetime], bool, bool, str | None, bool],
+    [
+        Mapping[str, Any],
+        bool,
+        datetime,
+        Mapping[str, datetime],
+        bool,
+        bool,
+        str | None,
+        bool,
+        bool,
+    ],
     Decided,
 ]
 
@@ -74,9 +99,10 @@ class RuleEntry:
     stop: bool = False
     actions: tuple[ActionStep, ...] = ()
     cooldown: timedelta | None = None
+    after: bool = False  # has `after:`: schedules instead of acting
 
 
-_RESULT: Final = "return names, acts, to, hp, started"
+_RESULT: Final = "return names, acts, to, hp, started, sch"
 
 
 def _skip_test(src: SourceBuilder, test: SkipTest) -> str:
@@ -169,18 +195,24 @@ def generate(entries: Sequence[RuleEntry], *, opaque: bool = False) -> tuple[str
         predicate = condition_expression(src, shape, entry.check)
         guard = "" if entry.group is None else f"not g{int(entry.group)} and "
         body.append(f"if {guard}{predicate}:")
-        body.append(f"    if not cool or {src.const(entry.name)} not in cool:")
-        acting = _plan(src, entry)
+        if entry.after:
+            name = src.const(entry.name)
+            acting = ["if nc:", f"    names.append({name})", "else:", f"    sch += ({name},)"]
+            indent = "    "
+        else:
+            body.append(f"    if not cool or {src.const(entry.name)} not in cool:")
+            acting = _plan(src, entry)
+            indent = "        "
         if entry.group is not None:
             acting.append(f"g{int(entry.group)} = True")
         if entry.stop:
             acting.append(_RESULT)
-        body += [f"        {line}" for line in acting]
-    head = ["names = []", "acts = []", "started = ()"]
+        body += [f"{indent}{line}" for line in acting]
+    head = ["names = []", "acts = []", "started = ()", "sch = ()"]
     head += [f"g{int(group)} = False" for group in groups]
     head += src.prefetch
     lines = [f"def build({', '.join(f'c{i}' for i in range(len(src.constants)))}):"]
-    lines.append("    def decide(payload, t, moment, cool, nc, to, hid, hp):")
+    lines.append("    def decide(payload, t, moment, cool, nc, to, hid, hp, so):")
     lines += [f"        {line}" for line in (*head, *body, _RESULT)]
     lines.append("    return decide")
     for constant, patterns in src.pattern_sets.values():
@@ -210,12 +242,15 @@ def _build(source: str, constants: list[Any]) -> Decider:
 
 
 def compile_predicate(shape: Shape | None, check: Check) -> Callable[..., bool]:
-    """`(payload, ticket_open, moment) -> bool` for one condition (tests compare it to check)."""
+    """`(payload, ticket_open, moment, session_open=False) -> bool` for one condition
+    (tests compare it to check)."""
     decide = compile_decider([RuleEntry("", shape, check)])
     empty: dict[str, datetime] = {}
 
-    def holds(payload: Mapping[str, Any], ticket_open: bool, moment: datetime) -> bool:
-        names = decide(payload, ticket_open, moment, empty, True, False, None, False)[0]
+    def holds(
+        payload: Mapping[str, Any], ticket_open: bool, moment: datetime, session: bool = False
+    ) -> bool:
+        names = decide(payload, ticket_open, moment, empty, True, False, None, False, session)[0]
         return bool(names)
 
     return holds

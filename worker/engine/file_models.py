@@ -52,6 +52,7 @@ class FileModel(Section):
     version: int
     mode: Literal["first_match", "all"] = "all"
     timezone: str = "UTC"
+    business_hours: Any = None
     rules: list[Any]
 
 
@@ -65,6 +66,8 @@ class RuleModel(Section):
     stop: bool = False
     cooldown: Any = None
     enabled: bool = True
+    after: Any = None
+    unless: Any = None
 
 
 class TicketParams(Section):

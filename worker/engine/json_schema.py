@@ -40,6 +40,8 @@ _NOT_BLANK: Final = r"\S"
 _PATH: Final = r"^(?!(" + "|".join(LOGIC_KEYS) + r")$)[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
 _CLOCK: Final = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 _DURATION: Final = r"^\s*([0-9]+[smhd])+\s*$"
+_CLOCK_SECONDS: Final = r"^(([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|24:00(:00)?)$"
+_DATE: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _TEXT_ARG: Final = {"type": ["string", "number"]}
 _NUMBER_ARG: Final = {"type": "number"}
 _OPERATOR_ARGS: Final[dict[str, dict[str, Any]]] = {
@@ -110,6 +112,10 @@ def _condition_defs() -> dict[str, Any]:
                 "not": {"$ref": "#/$defs/condition"},
                 "ticket": {"enum": ["open", "closed"]},
                 "time": {"$ref": "#/$defs/time"},
+                "session": {
+                    "enum": ["open", "expired"],
+                    "description": "the WhatsApp 24 h window since the last message.received",
+                },
             },
             "patternProperties": {_PATH: {"$ref": "#/$defs/field"}},
             "additionalProperties": False,
@@ -129,14 +135,7 @@ def _condition_defs() -> dict[str, Any]:
             "type": "object",
             "minProperties": 1,
             "properties": {
-                "days": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "string",
-                        "pattern": "^(" + "|".join(_any_case(d) for d in DAYS) + ")$",
-                    },
-                },
+                "days": {"$ref": "#/$defs/days"},
                 "between": {
                     "type": "array",
                     "minItems": 2,
@@ -145,6 +144,50 @@ def _condition_defs() -> dict[str, Any]:
                 },
             },
             "additionalProperties": False,
+        },
+    }
+
+
+def _time_defs() -> dict[str, Any]:
+    duration = {"type": "string", "pattern": _DURATION}
+    return {
+        "days": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "string",
+                "pattern": "^(" + "|".join(_any_case(d) for d in DAYS) + ")$",
+            },
+        },
+        "business_hours": {
+            "type": "object",
+            "description": "open hours for business: durations (after: {business: 4h})",
+            "required": ["between"],
+            "properties": {
+                "timezone": {"type": "string", "description": "default: the file's timezone"},
+                "days": {"$ref": "#/$defs/days"},
+                "between": {
+                    "type": "array",
+                    "minItems": 2,
+                    "maxItems": 2,
+                    "items": {"type": "string", "pattern": _CLOCK_SECONDS},
+                },
+                "holidays": {"type": "array", "items": {"type": "string", "pattern": _DATE}},
+            },
+            "additionalProperties": False,
+        },
+        "after": {
+            "anyOf": [
+                duration,
+                {
+                    "type": "object",
+                    "properties": {"business": duration},
+                    "required": ["business"],
+                    "additionalProperties": False,
+                },
+                {"type": "null"},
+            ],
+            "description": "the actions wait this long (restarted by each matching event)",
         },
     }
 
@@ -163,18 +206,24 @@ def rules_schema() -> dict[str, Any]:
         when={"anyOf": [{"$ref": "#/$defs/condition"}, {"type": "null"}]},
         then={"type": ["array", "null"], "items": {"$ref": "#/$defs/action"}},
         cooldown={"type": ["string", "null"], "pattern": _DURATION},
+        after={"$ref": "#/$defs/after"},
+        unless={
+            "anyOf": [event, {"type": "array", "minItems": 1, "items": event}, {"type": "null"}],
+            "description": "events that cancel the rule's wait (needs after:)",
+        },
     )
     document = _model(
         FileModel,
         version={"const": 1},
         rules={"type": "array", "items": {"$ref": "#/$defs/rule"}},
+        business_hours={"anyOf": [{"$ref": "#/$defs/business_hours"}, {"type": "null"}]},
     )
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "ticket-worker rule file",
         **document,
-        "$defs": {"rule": rule, "action": _actions(), **_condition_defs()},
+        "$defs": {"rule": rule, "action": _actions(), **_condition_defs(), **_time_defs()},
     }
 
 

@@ -1,6 +1,6 @@
 """Lint: findings about a ruleset that loads, but probably does not do what its author meant.
 
-    lint_ruleset(ruleset, texts) -> [RuleProblem(severity="warning"), ...]
+    lint_ruleset(ruleset, texts, retention=None) -> [RuleProblem(severity="warning"), ...]
 
 `texts` are the files the ruleset was loaded from (name -> YAML): findings point at the
 key or value concerned. Every finding is certain where it says "never"; the others say
@@ -13,7 +13,10 @@ key or value concerned. Every finding is certain where it says "never"; the othe
   can match it and both act (not provably exclusive, e.g. by `ticket: open` / `closed`);
 - a `matches` pattern that can never match (`a^b`, `$a`);
 - an `on:` event name AwalChat is not known to send (a did-you-mean when one is close);
-- a `cooldown` on a rule whose events carry no conversation (it can never apply).
+- a `cooldown` on a rule whose events carry no conversation (it can never apply);
+- about time (`lint_time`): a wait longer than `retention` (STATE_RETENTION), business hours
+  with no open hour for a long stretch, `after:` on events without a conversation, an
+  `unless:` event AwalChat is not known to send.
 """
 
 from __future__ import annotations
@@ -21,19 +24,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from worker.engine.impossible_patterns import never_matches
+from worker.engine.lint_time import NO_CONVERSATION_EVENTS, lint_calendar, lint_wait
 from worker.engine.model import CLOSE_TICKET, KNOWN_EVENTS, OPEN_TICKET
-from worker.engine.rulefile import levenshtein
 from worker.engine.ruleset import WILDCARD, Rule, Ruleset
-from worker.engine.yaml_source import Position, Source, position, to_plain
+from worker.engine.yaml_source import Position, Source, levenshtein, position, to_plain
 from worker.errors import RuleProblem
 
-# Events whose `data` carries no conversation_id: each is its own conversation.
-NO_CONVERSATION_EVENTS: Final = frozenset({"message.status.updated"})
 _OPAQUE: Final = frozenset({"any", "not", "time"})
 _CLOSE_ISH: Final = 4  # edits; within 2 the loader already refuses the name as a typo
 
@@ -48,8 +50,11 @@ class _Entry:
     first_match: bool
 
 
-def lint_ruleset(ruleset: Ruleset, texts: Mapping[str, str]) -> list[RuleProblem]:
-    """Every lint finding of `ruleset`, as warnings, in file and line order."""
+def lint_ruleset(
+    ruleset: Ruleset, texts: Mapping[str, str], *, retention: timedelta | None = None
+) -> list[RuleProblem]:
+    """Every lint finding of `ruleset`, as warnings, in file and line order. `retention`:
+    how long a conversation's state is kept after its last event (STATE_RETENTION)."""
     problems: list[RuleProblem] = []
     entries: list[_Entry] = []
     by_name = {rule.name: rule for rule in ruleset.rules}
@@ -62,6 +67,8 @@ def lint_ruleset(ruleset: Ruleset, texts: Mapping[str, str]) -> list[RuleProblem
         items = root.get("rules") if isinstance(root, CommentedMap) else None
         if not isinstance(items, CommentedSeq):
             continue
+        if rule_file.calendar is not None:
+            lint_calendar(rule_file.calendar, rule_file.name, root, problems)
         for node in items:
             rule = by_name.get(str(node.get("name"))) if isinstance(node, CommentedMap) else None
             if rule is None or rule.file != rule_file.name:
@@ -70,6 +77,7 @@ def lint_ruleset(ruleset: Ruleset, texts: Mapping[str, str]) -> list[RuleProblem
             conjuncts = frozenset(_conjuncts(node.get("when"), zone))
             entries.append(_Entry(rule, node, conjuncts, rule_file.mode == "first_match"))
             _lint_rule(rule, node, source)
+            lint_wait(rule, node, retention, problems)
     _lint_shadowed(entries, problems)
     _lint_open_close(entries, problems)
     return sorted(
@@ -198,6 +206,8 @@ def _lint_open_close(entries: list[_Entry], problems: list[RuleProblem]) -> None
         for earlier in entries[: index + 1]:
             if not (earlier.rule.enabled and later.rule.enabled):
                 continue
+            if (earlier.rule.after is None) != (later.rule.after is None):
+                continue  # one acts on the event, the other later
             pair = _opener_closer(earlier.rule, later.rule)
             if pair is None or not _overlap(earlier.rule, later.rule):
                 continue

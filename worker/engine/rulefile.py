@@ -5,10 +5,9 @@ Compilation carries on past a problem wherever it can, so one run reports them a
 
 from __future__ import annotations
 
-import difflib
 from types import MappingProxyType
 from typing import Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -27,13 +26,31 @@ from worker.engine.model import (
     CLOSE_TICKET,
     HELPWAVE_ADD_COMMENT,
     HELPWAVE_CREATE_TICKET,
-    KNOWN_EVENTS,
     OPEN_TICKET,
 )
 from worker.engine.ruleset import WILDCARD, ActionSpec, Rule, RuleFile
 from worker.engine.templates import bad_placeholders, compile_params
+from worker.engine.time_keys import (
+    definition,
+    event_typo,
+    read_after,
+    read_business_hours,
+    read_unless,
+    zone_named,
+)
 from worker.engine.timing import parse_duration
-from worker.engine.yaml_source import Loc, Position, Source, did_you_mean, found, position, to_plain
+from worker.engine.yaml_source import (
+    Loc,
+    Position,
+    Source,
+    did_you_mean,
+    found,
+    levenshtein,
+    position,
+    to_plain,
+)
+
+__all__ = ["RuleFileCompiler", "levenshtein"]
 from worker.errors import RuleProblem
 
 _PARAMS: Final[dict[str, type[Section]]] = {
@@ -46,19 +63,6 @@ _ACTION_SHAPE: Final = (
     "an action is a name (close_ticket) or a mapping of one name to its fields "
     "(helpwave.add_comment: {text: ...})"
 )
-
-
-def levenshtein(a: str, b: str) -> int:
-    """Edit distance between two names (insertions, deletions, substitutions)."""
-    previous = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, 1):
-        current = [i]
-        for j, char_b in enumerate(b, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b))
-            )
-        previous = current
-    return previous[-1]
 
 
 class RuleFileCompiler:
@@ -94,18 +98,9 @@ class RuleFileCompiler:
     def _options(self, root: CommentedMap, model: FileModel | None) -> RuleFile:
         if model is None:
             return RuleFile(self.name, zone=ZoneInfo("UTC"))
-        zone = _zone(model.timezone)
-        if zone is None:
-            hint = difflib.get_close_matches(model.timezone, available_timezones(), n=1)
-            suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
-            self.source.at(
-                root,
-                ("timezone",),
-                f"unknown timezone '{model.timezone}'{suggestion} (expected an IANA name "
-                "like UTC or Asia/Riyadh)",
-            )
-            zone = ZoneInfo("UTC")
-        return RuleFile(self.name, model.mode, model.timezone, zone)
+        zone = zone_named(model.timezone, root, ("timezone",), self.source) or ZoneInfo("UTC")
+        calendar = read_business_hours(root, model.timezone, self.source)
+        return RuleFile(self.name, model.mode, model.timezone, zone, calendar)
 
     def _rules(self, root: CommentedMap, rule_file: RuleFile) -> list[tuple[Rule, Position]]:
         items = root.get("rules")
@@ -115,13 +110,13 @@ class RuleFileCompiler:
         conditions = ConditionCompiler(self.source, rule_file.zone, rule_file.timezone)
         compiled = []
         for index, node in enumerate(items):
-            rule = self._rule(node, position(items, (index,)), conditions)
+            rule = self._rule(node, position(items, (index,)), conditions, rule_file)
             if rule is not None:
                 compiled.append(rule)
         return compiled
 
     def _rule(
-        self, node: Any, where: Position, conditions: ConditionCompiler
+        self, node: Any, where: Position, conditions: ConditionCompiler, rule_file: RuleFile
     ) -> tuple[Rule, Position] | None:
         if not isinstance(node, CommentedMap):
             self.source.add(
@@ -149,6 +144,9 @@ class RuleFileCompiler:
                     f"'cooldown': found {found(to_plain(raw))}; expected a duration like "
                     "30s, 10m, 2h or 1d",
                 )
+        after = read_after(node, rule_file.calendar, self.source)
+        has_after = after is not None or node.get("after") is not None
+        unless = read_unless(node, events, has_after, self.source)
         if len(self.source.problems) != before:
             return None
         if model is None or events is None or condition is None or actions is None:
@@ -165,6 +163,11 @@ class RuleFileCompiler:
             stop=model.stop,
             cooldown=cooldown,
             enabled=model.enabled,
+            after=None if after is None else after[0],
+            business=after is not None and after[1],
+            unless=unless,
+            definition=definition(events, when, after, unless, actions),
+            calendar=rule_file.calendar,
         )
         return rule, position(node, ("name",))
 
@@ -184,13 +187,9 @@ class RuleFileCompiler:
             if not isinstance(name, str) or not name.strip():
                 self.source.at(parent, loc, f"'on': found {found(to_plain(name))}; {expected}")
                 ok = False
-            elif name != WILDCARD and name not in KNOWN_EVENTS:
-                near = sorted((levenshtein(name, k), k) for k in KNOWN_EVENTS)[0]
-                if near[0] <= 2:
-                    self.source.at(
-                        parent, loc, f"unknown event '{name}'; did you mean '{near[1]}'?"
-                    )
-                    ok = False
+            elif name != WILDCARD and (near := event_typo(name)) is not None:
+                self.source.at(parent, loc, f"unknown event '{name}'; did you mean '{near}'?")
+                ok = False
             picked.add(str(name))
         if not ok:
             return None
@@ -283,10 +282,3 @@ class RuleFileCompiler:
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 self._check_placeholders(item, node, (*loc, i))
-
-
-def _zone(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None

@@ -8,7 +8,8 @@ from datetime import timedelta, tzinfo
 from functools import cached_property
 from typing import Any, Final, Literal
 
-from worker.engine.checks import Condition
+from worker.engine.business_hours import BusinessCalendar
+from worker.engine.checks import AllShape, AnyShape, Condition, NotShape, SessionShape, Shape
 from worker.engine.decision import RuleOutcome
 from worker.engine.fastpath import ActionStep, Decider, RuleEntry, compile_decider
 from worker.engine.model import AWALCHAT_ACTIONS, HELPWAVE_ACTIONS
@@ -45,20 +46,27 @@ class Rule:
     after: timedelta | None = None  # `after:`: its actions wait this long (see `timers`)
     business: bool = False  # `after: {business: ...}`: counted in the file's business hours
     unless: frozenset[str] = frozenset()  # `unless:`: events that cancel its wait
-    definition: str = ""  # fingerprint of when/after/unless/then: a change cancels waits
+    definition: str = ""  # fingerprint of on/when/after/unless/then: a change cancels waits
+    # the file's `business_hours:` (for a `business:` wait; None when the file has none)
+    calendar: BusinessCalendar | None = field(default=None, repr=False, compare=False)
 
     def listens_to(self, event: str) -> bool:
-        return self.events == WILDCARD or event in self.events
+        """Is the rule decided on `event` (`on:` names it, or is "*" and `unless:` does not)."""
+        if self.events == WILDCARD:
+            return event not in self.unless
+        return event in self.events
 
 
 @dataclass(frozen=True)
 class RuleFile:
-    """Per-file options: `mode` applies among the file's own rules; `timezone` to `time:`."""
+    """Per-file options: `mode` applies among the file's own rules; `timezone` to `time:`;
+    `calendar` (`business_hours:`) to its rules' `business:` waits."""
 
     name: str
     mode: Mode = "all"
     timezone: str = "UTC"
     zone: tzinfo | None = field(default=None, repr=False, compare=False)
+    calendar: BusinessCalendar | None = None
 
 
 @dataclass(frozen=True)
@@ -154,9 +162,13 @@ class Plan:
                 r.stop,
                 tuple(_step(index, spec) for index, spec in enumerate(r.actions)),
                 r.cooldown,
+                r.after is not None,
             )
             for i, r in enumerate(rules)
         )
+        self.by_name = {r.name: r for r in rules}
+        self.timed = any(r.after is not None for r in rules)  # any rule with after:
+        self.uses_session = any(_uses_session(r.condition.shape) for r in rules)
         self.matched = tuple(
             RuleOutcome(r.name, "matched", "every condition held", file=r.file, line=r.line)
             for r in rules
@@ -174,6 +186,7 @@ class Plan:
         self._rules = rules
         self._other_events = self._for(None)
         names = {name for r in rules if r.events != WILDCARD for name in r.events}
+        names.update(name for r in rules for name in r.unless)
         self._by_event = {name: self._for(name) for name in sorted(names)}
         self.other_decider = self._decider(self._other_events[1])
         self.deciders = {
@@ -198,12 +211,27 @@ class Plan:
             listens = rule.events == WILDCARD or (event is not None and rule.listens_to(event))
             if not rule.enabled:
                 outcomes.append(self._disabled[i])
+            elif event is not None and event in rule.unless:
+                reason = f"listens for {_names(rule)}; unless: {event} cancels its wait"
+                outcomes.append(
+                    RuleOutcome(rule.name, "not_for_event", reason, file=rule.file, line=rule.line)
+                )
             elif not listens:
                 outcomes.append(self._not_for_event[i])
             else:
                 outcomes.append(self.matched[i])
                 candidates.append(i)
         return tuple(outcomes), tuple(candidates)
+
+
+def _uses_session(shape: Shape | None) -> bool:
+    if isinstance(shape, SessionShape):
+        return True
+    if isinstance(shape, AllShape | AnyShape):
+        return any(_uses_session(child.shape) for child in shape.children)
+    if isinstance(shape, NotShape):
+        return _uses_session(shape.inner.shape)
+    return False
 
 
 def _names(rule: Rule) -> str:

@@ -8,7 +8,9 @@ Two ways to give the starting state of each event:
   decision under the same ruleset, starting from a conversation never seen.
 
 Actions are compared as (kind, params, carried out or skipped), in order: renaming a rule
-that does the same thing changes nothing.
+that does the same thing changes nothing. Waits too (rules with `after:`): what an event
+schedules (the actions and their params, and when they are due) and which scheduled
+actions it cancels; a change in either is a change.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import datetime
 
 from worker.engine.decision import Decision
 from worker.engine.evaluate import evaluate
-from worker.engine.model import ConversationState, Event, PlannedAction
+from worker.engine.model import ConversationState, Event
 from worker.engine.ruleset import Ruleset
 
 
@@ -42,8 +44,23 @@ class Change:
     new: Decision
 
 
-def _signature(actions: Iterable[PlannedAction]) -> list[tuple[str, dict[str, object], bool]]:
-    return [(a.kind, dict(a.params), a.skip_reason is None) for a in actions]
+Signature = tuple[list[tuple[str, dict[str, object], bool]], list[tuple[object, ...]]]
+
+
+def _signature(decision: Decision, ruleset: Ruleset) -> Signature:
+    actions = [(a.kind, dict(a.params), a.skip_reason is None) for a in decision.actions]
+    waits: list[tuple[object, ...]] = []
+    by_name = ruleset.plan.by_name
+    for change in decision.wait_changes:
+        rule = by_name.get(change.rule)
+        kinds = tuple(spec.kind for spec in rule.actions) if rule is not None else change.rule
+        wait = decision.state_after.waits.get(change.rule)
+        if change.due is not None and wait is not None:
+            params = [dict(p) for p in wait.params] if wait.params else []
+            waits.append(("scheduled", change.due, wait.business, kinds, params))
+        else:
+            waits.append(("cancelled", kinds))
+    return actions, sorted(waits, key=repr)
 
 
 def diff_rulesets(old: Ruleset, new: Ruleset, items: Iterable[ReplayEvent]) -> list[Change]:
@@ -62,6 +79,6 @@ def diff_rulesets(old: Ruleset, new: Ruleset, items: Iterable[ReplayEvent]) -> l
                 threads[side][conversation] = decision.state_after
             decisions.append(decision)
         before, after = decisions
-        if _signature(before.actions) != _signature(after.actions):
+        if _signature(before, old) != _signature(after, new):
             changes.append(Change(item, before, after))
     return changes

@@ -7,8 +7,8 @@ A wait is identified by its rule and due time. Its decision, in the conversation
 - `superseded`: the conversation holds no wait of that rule due then (a later event
   restarted or cancelled it): nothing to do;
 - `cancelled`: the rule is gone from the ruleset, disabled, or its definition changed since
-  the wait started (`Rule.definition`: when, after, unless or then; a description does not
-  count): the wait ends, the cancellation recorded;
+  the wait started (`Rule.definition`: on, when, after, unless or then; a description does
+  not count; `scheduling.cancel_reason`): the wait ends, the cancellation recorded;
 - `cooling_down`: the rule's cooldown for the conversation runs: the wait ends, no action;
 - `due`: its actions are planned against the state at this moment (`planning`: an action
   that would change nothing is skipped and recorded), with the parameters filled when the
@@ -26,6 +26,7 @@ from worker.engine.decision import Decision, OutcomeStatus, RuleOutcome, WaitCha
 from worker.engine.model import ConversationState, PlannedAction, Wait
 from worker.engine.planning import Projection, plan_action
 from worker.engine.ruleset import Rule, Ruleset
+from worker.engine.scheduling import cancel_reason
 
 TIMER_EVENT: Final = "timer"  # the `event` of a decision made when a wait ends
 
@@ -47,7 +48,7 @@ def fire(
     rule = _rule(ruleset, rule_name)
     waits = {name: w for name, w in state.waits.items() if name != rule_name}
     after = state.evolve(waits=waits)
-    why = _cancel_reason(rule, wait)
+    why = cancel_reason(rule, wait)
     if why is not None:
         change = WaitChange(rule_name, None, f"cancelled: {why}")
         return _decision(ruleset, conversation_id, rule_name, "cancelled", why, after, change)
@@ -64,20 +65,7 @@ def fire(
 
 
 def _rule(ruleset: Ruleset, name: str) -> Rule | None:
-    for rule in ruleset.rules:
-        if rule.name == name:
-            return rule
-    return None
-
-
-def _cancel_reason(rule: Rule | None, wait: Wait) -> str | None:
-    if rule is None:
-        return "the rule was removed"
-    if not rule.enabled:
-        return "the rule was disabled"
-    if rule.definition != wait.definition:
-        return "the rule was changed"
-    return None
+    return ruleset.plan.by_name.get(name)
 
 
 def _plan(

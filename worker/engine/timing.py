@@ -14,7 +14,9 @@ from worker.engine.yaml_source import Source, did_you_mean, found, position, to_
 DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK: Final = re.compile(r"([01]\d|2[0-3]):([0-5]\d)|24:00")
 _DURATION: Final = re.compile(r"(?:\d+[smhd])+")
+_CLOCK_SECONDS: Final = re.compile(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?|24:00(:00)?")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION: Final = timedelta(days=3650)  # a longer duration is refused (about 10 years)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +55,25 @@ def _clock(minutes: int) -> str:
 
 
 def parse_duration(text: str) -> timedelta | None:
-    """`10m`, `30s`, `2h`, `1d` or a sum like `1h30m`; None when malformed or zero."""
+    """`10m`, `30s`, `2h`, `1d` or a sum like `1h30m`; None when malformed, zero, or longer
+    than `MAX_DURATION`."""
     compact = text.strip()
-    if not _DURATION.fullmatch(compact):
+    if len(compact) > 40 or not _DURATION.fullmatch(compact):
         return None
     seconds = sum(
         int(amount) * _UNIT_SECONDS[unit] for amount, unit in re.findall(r"(\d+)([smhd])", compact)
     )
-    return timedelta(seconds=seconds) if seconds > 0 else None
+    if seconds <= 0 or seconds > MAX_DURATION.total_seconds():
+        return None
+    return timedelta(seconds=seconds)
+
+
+def parse_clock(text: Any) -> int | None:
+    """Seconds from midnight of `HH:MM` or `HH:MM:SS` (00:00 to 24:00); None otherwise."""
+    if not isinstance(text, str) or not _CLOCK_SECONDS.fullmatch(text):
+        return None
+    parts = [int(part) for part in text.split(":")]
+    return parts[0] * 3600 + parts[1] * 60 + (parts[2] if len(parts) == 3 else 0)
 
 
 def parse_time_window(
@@ -80,7 +93,7 @@ def parse_time_window(
     span: tuple[int, int] | None = None
     for name in value:
         if name == "days":
-            days = _days(value, source)
+            days = parse_days(value, source)
         elif name == "between":
             span = _span(value, source)
         else:
@@ -96,7 +109,9 @@ def parse_time_window(
     return TimeWindow(days, span)
 
 
-def _days(node: CommentedMap, source: Source) -> frozenset[int] | None:
+def parse_days(node: CommentedMap, source: Source) -> frozenset[int] | None:
+    """The `days:` list under `node` as weekday numbers (0 = Monday), or None after recording
+    its problems."""
     days = node["days"]
     if not isinstance(days, CommentedSeq) or not days:
         source.at(

@@ -14,6 +14,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import YAMLError
 
 from worker.errors import RuleProblem
@@ -26,6 +27,19 @@ def did_you_mean(word: str, options: Iterable[str]) -> str:
     """ "; did you mean 'x'?" for the closest option, or ''."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance between two names (insertions, deletions, substitutions)."""
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b))
+            )
+        previous = current
+    return previous[-1]
 
 
 def found(value: Any) -> str:
@@ -92,6 +106,22 @@ def _start(node: Any) -> tuple[int, int]:
     return 0, 0
 
 
+class _Constructor(RoundTripConstructor):
+    """The round-trip constructor, whose impossible dates (2026-13-01) are YAML errors at
+    their place instead of a bare ValueError."""
+
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node, values)
+        except ValueError as exc:
+            raise ConstructorError(
+                problem=f"{node.value!r} is not a date: {exc}", problem_mark=node.start_mark
+            ) from exc
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
+
+
 class Source:
     """One rule file being read: parses it and collects its problems into a shared list."""
 
@@ -102,6 +132,7 @@ class Source:
     def parse(self, text: str) -> Any:
         """The document's root node; on a YAML error, records it and returns None."""
         yaml = YAML(typ="rt", pure=True)
+        yaml.Constructor = _Constructor
         try:
             return yaml.load(text)
         except YAMLError as exc:

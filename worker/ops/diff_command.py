@@ -16,7 +16,7 @@ from worker.engine import load_ruleset
 from worker.engine.model import ConversationState
 from worker.engine.ruleset_diff import Change, ReplayEvent, diff_rulesets
 from worker.errors import PayloadError
-from worker.ops.rule_commands import action_line, event_from
+from worker.ops.rule_commands import action_line, change_line, event_from
 from worker.settings import Settings
 
 AddCommand = Callable[..., argparse.ArgumentParser]
@@ -87,8 +87,10 @@ def render_change(change: Change) -> str:
     event = change.item.event
     lines = [f"{change.item.label}: {event.name} (conversation {event.conversation_id or 'none'})"]
     for side, decision in (("old", change.old), ("new", change.new)):
-        lines.append(f"  {side}:" + ("" if decision.actions else " no action"))
+        quiet = not decision.actions and not decision.wait_changes
+        lines.append(f"  {side}:" + (" no action" if quiet else ""))
         lines.extend(f"    {action_line(a)}" for a in decision.actions)
+        lines.extend(f"    {change_line(c)}" for c in decision.wait_changes)
     return "\n".join(lines)
 
 

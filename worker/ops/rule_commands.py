@@ -9,19 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from textwrap import indent
 
 from worker.engine import Ruleset, evaluate, load_ruleset, load_ruleset_from_texts
 from worker.engine.case_files import find_case_files, is_case_file, load_cases
-from worker.engine.cases import CaseResult, describe_action, run_case
-from worker.engine.decision import Decision
+from worker.engine.cases import CaseResult, describe_action, offset, run_case
+from worker.engine.decision import Decision, WaitChange
 from worker.engine.envelope import parse_webhook
 from worker.engine.json_schema import render as render_schema
 from worker.engine.lint import lint_ruleset
 from worker.engine.loader import read_rule_texts
-from worker.engine.model import ConversationState, Event, PlannedAction
+from worker.engine.model import ConversationState, Event, PlannedAction, Wait
 from worker.errors import PayloadError, RuleProblem, RulesError
 from worker.settings import Settings
 
@@ -35,6 +35,10 @@ _STATUS = {
     "cooling_down": "cooling down",
     "stopped": "stopped",
     "after_first_match": "first_match",
+    "scheduled": "SCHEDULE",
+    "due": "DUE",
+    "superseded": "superseded",
+    "cancelled": "cancelled",
 }
 
 
@@ -46,7 +50,8 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     path = _rules_path(args, settings)
     texts = read_rule_texts(path)
     ruleset = load_ruleset_from_texts(texts)  # RulesError -> file:line:column lines, exit 1
-    warnings = lint_ruleset(ruleset, texts)
+    retention = timedelta(seconds=settings.state_retention)
+    warnings = lint_ruleset(ruleset, texts, retention=retention)
     for warning in warnings:
         print(warning)
     count = f", {len(warnings)} warning{'s' * (len(warnings) != 1)}" if warnings else ""
@@ -73,8 +78,9 @@ def event_from(raw: bytes, where: str) -> Event:
     return parsed
 
 
-def render_decision(decision: Decision) -> str:
-    """The decision as an ops person reads it: every rule and why, then the actions."""
+def render_decision(decision: Decision, *, would: bool = False) -> str:
+    """The decision as an ops person reads it: every rule and why, then the actions and
+    the waits it starts or ends (`would`: said as what would happen, for `explain`)."""
     conversation = decision.conversation_id or "none"
     lines = [
         f"event {decision.event} (conversation {conversation}, ruleset {decision.ruleset_version})"
@@ -86,7 +92,19 @@ def render_decision(decision: Decision) -> str:
         lines.append(f"  {mark:<12} {outcome.rule:<{width}}  {outcome.reason}{where}")
     lines.append("actions:" if decision.actions else "actions: none")
     lines.extend(f"  {action_line(action)}" for action in decision.actions)
+    if decision.wait_changes:
+        lines.append("waits:")
+        lines.extend(f"  {change_line(c, would=would)}" for c in decision.wait_changes)
     return "\n".join(lines)
+
+
+def change_line(change: WaitChange, *, would: bool = False) -> str:
+    """A wait this decision started or ended: "wait of quiet: scheduled for T"; `would`
+    says it as `explain` does, with no side effect: "would cancel the wait of quiet: ..."."""
+    if not would:
+        return f"wait of {change.rule}: {change.reason}"
+    verb = "would cancel" if change.due is None else "would schedule"
+    return f"{verb} the wait of {change.rule}: {change.reason}"
 
 
 def action_line(action: PlannedAction) -> str:
@@ -94,11 +112,30 @@ def action_line(action: PlannedAction) -> str:
     return describe_action(action) + skip
 
 
-def parse_state(values: list[str]) -> ConversationState:
-    """`--state` words: open | closed | helpwave=ID | cooldown=RULE:ISO-UNTIL."""
+def parse_state(values: list[str], ruleset: Ruleset | None = None) -> ConversationState:
+    """`--state` words: open | closed | helpwave=ID | cooldown=RULE:ISO-UNTIL |
+    wait=RULE:ISO-DUE (a pending wait of that rule, as `ruleset` defines it) |
+    last_message=ISO (the conversation's last message.received)."""
     state = ConversationState()
     cooldowns = {}
+    waits = {}
     for value in values:
+        if value.startswith(("wait=", "last_message=")):
+            name, _, rest = value.partition("=")
+            rule, due = rest.partition(":")[::2] if name == "wait" else ("-", rest)
+            moment = _moment(due)
+            if not rule or moment is None:
+                raise PayloadError(
+                    400, f"--state {value!r}: expected wait=RULE:ISO-DUE or last_message=ISO"
+                )
+            if name == "last_message":
+                state = state.evolve(last_customer_message=moment)
+                continue
+            found = ruleset.plan.by_name.get(rule) if ruleset is not None else None
+            definition = found.definition if found is not None else ""
+            business = found.business if found is not None else False
+            waits[rule] = Wait(rule, moment, definition, business)
+            continue
         if value in ("open", "closed"):
             state = state.evolve(ticket_open=value == "open")
         elif value.startswith("helpwave="):
@@ -114,20 +151,30 @@ def parse_state(values: list[str]) -> ConversationState:
             cooldowns[rule] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         else:
             raise PayloadError(
-                400, f"--state {value!r}: expected open, closed, helpwave=ID or cooldown=RULE:UNTIL"
+                400,
+                f"--state {value!r}: expected open, closed, helpwave=ID, cooldown=RULE:UNTIL, "
+                "wait=RULE:DUE or last_message=ISO",
             )
-    return state.evolve(cooldowns=cooldowns)
+    return state.evolve(cooldowns=cooldowns, waits=waits)
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _explain(args: argparse.Namespace, settings: Settings) -> int:
     ruleset: Ruleset = load_ruleset(_rules_path(args, settings))
     event = read_event(Path(args.event))
     now = datetime.fromisoformat(args.now) if args.now else (event.timestamp or datetime.now(UTC))
-    decision = evaluate(ruleset, event, parse_state(args.state), now=now)
+    decision = evaluate(ruleset, event, parse_state(args.state, ruleset), now=now)
     if args.json:
         print(json.dumps(decision.to_json(), indent=2, ensure_ascii=False, default=str))
     else:
-        print(render_decision(decision))
+        print(render_decision(decision, would=True))
     return 0
 
 
@@ -171,20 +218,30 @@ def _test(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def render_failure(result: CaseResult) -> str:
-    """Expected against actual, then the explanation of every rule."""
+    """Expected against actual (with their times in a run through time), then the
+    explanation of every rule at every step."""
     case = result.case
+
+    def actual(at: timedelta, line: str) -> str:
+        return f"    at {offset(at)}  {line}" if case.timed else f"    {line}"
+
     lines = ["  expected:"]
     lines += [f"    {want.describe()}" for want in case.expect] or ["    (no action)"]
     lines.append("  actual:")
-    lines += [f"    {describe_action(a)}" for a in result.carried_out] or ["    (no action)"]
+    done = result.timed_carried_out
+    lines += [actual(at, describe_action(a)) for at, a in done] or ["    (no action)"]
     if case.skipped is not None or result.skipped:
         if case.skipped is not None:
             lines.append("  expected skipped:")
             lines += [f"    {want.describe()}" for want in case.skipped] or ["    (none)"]
         lines.append("  actually skipped:")
-        lines += [f"    {action_line(a)}" for a in result.skipped] or ["    (none)"]
+        skipped = result.timed_skipped
+        lines += [actual(at, action_line(a)) for at, a in skipped] or ["    (none)"]
     lines.append("  why:")
-    lines.append(indent(render_decision(result.decision), "    "))
+    for step in result.steps:
+        if case.timed:
+            lines.append(f"    at {offset(step.moment - case.now)}: {step.describe()}")
+        lines.append(indent(render_decision(step.decision), "    "))
     return "\n".join(lines)
 
 
@@ -229,7 +286,9 @@ def add_commands(add: AddCommand) -> None:
         "--state",
         action="append",
         default=[],
-        help="starting state: open | closed | helpwave=ID | cooldown=RULE:ISO-UNTIL (repeatable)",
+        help="starting state: open | closed | helpwave=ID | cooldown=RULE:ISO-UNTIL | "
+        "wait=RULE:ISO-DUE (a pending wait) | last_message=ISO (the last message.received) "
+        "(repeatable)",
     )
     explain.add_argument("--now", help="ISO-8601 time of evaluation (default: the event's)")
     explain.add_argument("--json", action="store_true", help="machine-readable output")
