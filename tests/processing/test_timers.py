@@ -13,6 +13,7 @@ from typing import cast
 
 from tests.processing.test_processor import World, build, ok, status
 from worker.delivery.parking import ParkingLot
+from worker.engine import load_ruleset_from_texts
 from worker.engine.decision import Decision
 from worker.engine.model import ConversationState, Wait
 from worker.processing.timer_items import timer_release
@@ -36,7 +37,8 @@ def world() -> World:
 def schedule(world: World, conversation: str, due: float, *, ticket_open: bool = True) -> Wait:
     """Store, as a decision would, a pending wait of close-later due at `due`."""
     before = world.store.state(conversation)
-    wait = Wait("close-later", datetime.fromtimestamp(due, UTC), definition="")
+    [rule] = load_ruleset_from_texts({"rules.yaml": RULES}).rules
+    wait = Wait("close-later", datetime.fromtimestamp(due, UTC), definition=rule.definition)
     after = ConversationState(ticket_open=ticket_open, waits={**before.waits, "close-later": wait})
     record = DeliveryRecord(
         f"{len(world.redis.keys('tw:delivery:*')):032d}",
