@@ -42,6 +42,14 @@ def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
             }
             for a in decision.actions
         ],
+        waits=[
+            {
+                "rule": c.rule,
+                "due": None if c.due is None else c.due.isoformat(),
+                "change": c.reason,
+            }
+            for c in decision.wait_changes
+        ],
     )
     return result
 
@@ -80,6 +88,8 @@ def render_delivery(described: dict[str, Any]) -> str:
         extra = ", ".join(f"{k}={v}" for k, v in outcome.items())
         detail = f" ({extra})" if extra else ""
         lines.append(f"  {action['action']:<24} {result}{detail}  <- {action['rule']}")
-    if not described["actions"]:
+    for wait in described.get("waits", ()):
+        lines.append(f"  wait of {wait['rule']}: {wait['change']}")
+    if not described["actions"] and not described.get("waits"):
         lines.append("actions: none (see `ticket-worker explain` for why each rule did not match)")
     return "\n".join(lines)
