@@ -3,6 +3,7 @@
     /api/developer/...   fake AwalChat (awalchat_fake.py)   base_url: {server}/api/developer
     /api/v1/...          fake HelpWave (helpwave_fake.py)   base_url: {server}
     /_fake/calls         GET: every vendor call (?vendor=awalchat|helpwave), secrets redacted
+    /_fake/count         GET: how many calls (?vendor=...), cheap to poll
     /_fake/config        POST {"awalchat": {...}, "helpwave": {...}, "seed": n}: change knobs
                          (unknown knobs -> 400); answers the new config
     /_fake/reset         POST: back to the startup config, empty state and log, RNG reseeded
@@ -75,6 +76,10 @@ def create_app(providers: FakeProviders | None = None) -> Starlette:
         listed = [c.model_dump() for c in fake.hub.calls if vendor in (None, c.vendor)]
         return JSONResponse({"calls": listed})
 
+    async def count(request: Request) -> Response:
+        vendor = request.query_params.get("vendor")
+        return JSONResponse({"count": sum(vendor in (None, c.vendor) for c in fake.hub.calls)})
+
     async def configure(request: Request) -> Response:
         changes = parse_json_object(await request.body())
         if changes is None or changes.keys() - {"awalchat", "helpwave", "seed"}:
@@ -112,6 +117,7 @@ def create_app(providers: FakeProviders | None = None) -> Starlette:
         *fake.awalchat.routes(),
         *fake.helpwave.routes(),
         Route("/_fake/calls", calls, methods=["GET"]),
+        Route("/_fake/count", count, methods=["GET"]),
         Route("/_fake/config", configure, methods=["POST"]),
         Route("/_fake/reset", reset, methods=["POST"]),
         Route("/_fake/state", state, methods=["GET"]),

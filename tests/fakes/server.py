@@ -52,6 +52,11 @@ class FakeControl:
         body = self._checked(self.http.get("/_fake/calls", params=params))
         return [CallRecord.model_validate(call) for call in body["calls"]]
 
+    def count(self, vendor: str | None = None) -> int:
+        """How many vendor calls so far (only `vendor`'s when given); cheap to poll."""
+        params = {"vendor": vendor} if vendor else {}
+        return int(self._checked(self.http.get("/_fake/count", params=params))["count"])
+
     def configure(
         self,
         *,

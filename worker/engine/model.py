@@ -6,7 +6,7 @@ Everything here is immutable and JSON-serialisable through `to_json` / `from_jso
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -63,25 +63,30 @@ class Wait:
     params: tuple[Mapping[str, Any], ...] = ()
     event: Mapping[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"r": self.rule, "d": self.due.timestamp(), "h": self.definition}
-        if self.business:
-            data["b"] = 1
-        if any(self.params):
-            data["p"] = [dict(p) for p in self.params]
-        if self.event:
-            data["e"] = dict(self.event)
-        return data
+    def to_json(self) -> list[Any]:
+        """`[rule, due in ms, definition]`, then `business`, `params` and `event` when set:
+        a pending wait costs a few dozen bytes inside its conversation's state."""
+        data: list[Any] = [self.rule, round(self.due.timestamp() * 1000), self.definition]
+        extra: list[Any] = [
+            1 if self.business else 0,
+            [dict(p) for p in self.params] if any(self.params) else [],
+            dict(self.event),
+        ]
+        while extra and not extra[-1]:
+            extra.pop()
+        return data + extra
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Wait:
+    def from_json(cls, data: Sequence[Any]) -> Wait:
+        rule, due_ms, definition, *extra = data
+        extra += [0, [], {}][len(extra) :]
         return cls(
-            rule=str(data["r"]),
-            due=datetime.fromtimestamp(float(data["d"]), UTC),
-            definition=str(data.get("h", "")),
-            business=bool(data.get("b", False)),
-            params=tuple(data.get("p", ())),
-            event=dict(data.get("e", {})),
+            rule=str(rule),
+            due=datetime.fromtimestamp(int(due_ms) / 1000, UTC),
+            definition=str(definition),
+            business=bool(extra[0]),
+            params=tuple(extra[1]),
+            event=dict(extra[2]),
         )
 
 

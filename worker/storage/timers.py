@@ -5,14 +5,15 @@ cancels it (`ConversationStore.store_decision`):
 
 - the conversation's state (`tw:state:{conv}`, `ConversationState.waits`): what it is;
 - `tw:timers`, one sorted set for every wait of every conversation: member
-  `{view}|{rule tag}|{conv}`, score its due time (Unix seconds). It is what releases a wait
+  `{view}{rule tag}{conv}` (view `l` or `d`, then 6 hex), score its due time (Unix seconds). It is what releases a wait
   when its time comes, with the parked-conversation machinery (`delivery/parking.py`): the
   releaser moves a due member, atomically, to the conversation's inbox as the item
   `t{view}{rule tag}:{due in ms}` and queues a drain, so the wait is carried out in the
   conversation's order, behind the events that arrived before its time.
 
-The rule tag is 8 hex of the rule name's SHA-1: members stay short whatever the rule's name
-(the state maps a tag back to its rule). A drain that takes a timer item carries the wait
+The rule tag is 6 hex of the rule name's SHA-1: members stay short whatever the rule's name
+(the state maps a tag back to its rule; a conversation has few waits, so tags of its rules
+do not collide). A drain that takes a timer item carries the wait
 out (once: it gets a delivery record of its own, `timer_delivery_id`), unless the state
 says a later event restarted or cancelled it.
 """
@@ -32,28 +33,29 @@ from worker.storage import keys
 from worker.storage.keys import View
 
 TIMER_ITEM: Final = "t"
+TAG: Final = 6
 _VIEW_TAGS: Final[Mapping[View, str]] = {"live": "l", "dry": "d"}
 _VIEWS: Final[Mapping[str, View]] = {tag: view for view, tag in _VIEW_TAGS.items()}
 
 
 def rule_tag(rule: str) -> str:
-    """8 hex characters naming `rule` in timer members and items."""
-    return hashlib.sha1(rule.encode("utf-8"), usedforsecurity=False).hexdigest()[:8]
+    """TAG hex characters naming `rule` in timer members and items."""
+    return hashlib.sha1(rule.encode("utf-8"), usedforsecurity=False).hexdigest()[:TAG]
 
 
 def member(view: View, rule: str, conversation: str) -> str:
     """The `tw:timers` member of the wait of `rule` in `conversation`."""
-    return f"{_VIEW_TAGS[view]}|{rule_tag(rule)}|{conversation}"
+    return f"{_VIEW_TAGS[view]}{rule_tag(rule)}{conversation}"
 
 
 def split_member(value: str) -> tuple[View, str, str]:
     """(view, rule tag, conversation) of a member."""
-    return _VIEWS[value[0]], value[2:10], value[11:]
+    return _VIEWS[value[0]], value[1 : 1 + TAG], value[1 + TAG :]
 
 
 def item_prefix(value: str) -> str:
     """The inbox item a released member becomes, without its due time (the script adds it)."""
-    return f"{TIMER_ITEM}{value[0]}{value[2:10]}:"
+    return f"{TIMER_ITEM}{value[: 1 + TAG]}:"
 
 
 def is_timer_item(item: str) -> bool:
