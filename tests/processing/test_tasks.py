@@ -20,10 +20,26 @@ class Working:
         return DrainReport(processed=2)
 
 
-def test_a_drain_interrupted_by_redis_requeues_its_message() -> None:
+def test_a_drain_interrupted_by_redis_requeues_its_message_once_redis_answers() -> None:
+    pings = []
+
+    def ping() -> None:
+        pings.append(1)
+        if len(pings) < 3:
+            raise redis.ConnectionError("still failing over")
+
     with pytest.raises(Reject) as rejected:
-        drain(Broken(), "42", pause=0.0)
+        drain(Broken(), "42", ping=ping, pause=0.0)
     assert getattr(rejected.value, "requeue", None) is True
+    assert len(pings) == 3
+
+
+def test_a_drain_hands_its_message_back_after_its_patience() -> None:
+    def ping() -> None:
+        raise redis.ConnectionError("down for good")
+
+    with pytest.raises(Reject):
+        drain(Broken(), "42", ping=ping, pause=0.01, patience=0.05)
 
 
 def test_a_drain_reports_what_it_did() -> None:

@@ -61,7 +61,7 @@ def create_celery(settings: Settings, process: WorkerProcess | None = None) -> C
         worker_enable_remote_control=False,
         broker_pool_limit=settings.worker_concurrency + 2,
     )
-    register_drain(app, process.processor)
+    register_drain(app, process.processor, process.redis.ping)
     _connect_lifecycle(app, process)
     return app
 

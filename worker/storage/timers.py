@@ -5,11 +5,12 @@ cancels it (`ConversationStore.store_decision`):
 
 - the conversation's state (`tw:state:{conv}`, `ConversationState.waits`): what it is;
 - `tw:timers`, one sorted set for every wait of every conversation: member
-  `{view}{rule tag}{conv}` (view `l` or `d`, then 6 hex), score its due time (Unix seconds). It is what releases a wait
-  when its time comes, with the parked-conversation machinery (`delivery/parking.py`): the
-  releaser moves a due member, atomically, to the conversation's inbox as the item
-  `t{view}{rule tag}:{due in ms}` and queues a drain, so the wait is carried out in the
-  conversation's order, behind the events that arrived before its time.
+  `{view}{rule tag}{conv}` (view `l` or `d`, then 6 hex), score its due time (Unix
+  seconds). It is what releases a wait when its time comes, with the parked-conversation
+  machinery (`delivery/parking.py`): the releaser moves a due member, atomically, to the
+  conversation's inbox as the item `t{view}{rule tag}:{due in ms}` and queues a drain, so
+  the wait is carried out in the conversation's order, behind the events that arrived
+  before its time.
 
 The rule tag is 6 hex of the rule name's SHA-1: members stay short whatever the rule's name
 (the state maps a tag back to its rule; a conversation has few waits, so tags of its rules
