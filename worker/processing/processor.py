@@ -130,6 +130,32 @@ class ConversationProcessor:
             return DrainReport(busy=True)
         if not isinstance(head, Head):
             return DrainReport()
+        return self._drain_from(conversation, token, head, started)
+
+    def drain_ready(self) -> DrainReport:
+        """Take ready conversations (worker.storage.drains) one after another and drain
+        each, until none is ready or the run budget is spent (then wake another drain)."""
+        started = self._clock()
+        processed = 0
+        woken = True
+        while True:
+            now = self._clock()
+            if now - started > self._run_budget or self._stopping():
+                self._steps.nudge()
+                return DrainReport(processed)
+            token = secrets.token_hex(8)
+            taken = self._steps.take_ready(
+                token, ttl_ms=self._leases.ttl_ms, now=now, dry_run=self._dry_run, woken=woken
+            )
+            woken = False
+            if taken is None:
+                return DrainReport(processed)
+            if isinstance(taken, tuple):
+                conversation, head = taken
+                processed += self._drain_from(conversation, token, head, now).processed
+
+    def _drain_from(self, conversation: str, token: str, head: Head, started: float) -> DrainReport:
+        """Drain a conversation whose lock (`token`) this drain took with its first item."""
         released = False
         try:
             with self._leases.hold(conversation, token) as lease:

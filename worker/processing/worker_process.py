@@ -44,12 +44,14 @@ from worker.startup import rule_source, secret_values
 from worker.storage import keys
 from worker.storage.clients import sync_redis
 from worker.storage.conversations import ConversationStore
+from worker.storage.drains import DrainSteps
 from worker.storage.upgrade import expire_legacy_keys
 from worker.storage.wire import drain_message
 
 log = logging.getLogger(__name__)
 
 RECOVERY_INTERVAL: Final = 15.0
+WAKE_INTERVAL: Final = 5.0
 DLQ_TRIM_INTERVAL: Final = 60.0
 HEARTBEAT_INTERVAL: Final = 5.0
 # Touched every few seconds by a live worker: the compose health check reads its age.
@@ -167,6 +169,9 @@ class WorkerProcess:
             ParkedReleaser(self.timers, timer_release),
             Periodic("rules", REFRESH_INTERVAL, self.rules.refresh),
             Periodic("recovery", RECOVERY_INTERVAL, lambda: recovery.sweep(time.time())),
+            # ready conversations with no wake message waiting (a lost message, a count
+            # that drifted): queue one
+            Periodic("wake", WAKE_INTERVAL, DrainSteps(self.redis).nudge),
             Periodic("dlq-trim", DLQ_TRIM_INTERVAL, self.dead_letters.trim),
             Periodic("heartbeat", HEARTBEAT_INTERVAL, HEARTBEAT_FILE.touch),
         ]

@@ -24,6 +24,11 @@ expiry that is not listed as bounded.
     tw:active                        zset    worker            a member per conversation being
                                                                drained; removed when its inbox
                                                                empties (recovery sweeps the rest)
+    tw:ready                         list    receiver, worker  a conversation per accepted webhook
+                                                               not yet taken by a drain: bounded
+                                                               by the backlog, like the queue
+    tw:wakes                         string  receiver, worker  the count of queued wake messages;
+                                                               WAKES_TTL after the last one
     tw:timers                        zset    worker            a member per pending wait (rules
                                                                with `after:`); removed when it is
                                                                released, restarted or cancelled
@@ -52,6 +57,7 @@ PREFIX: Final = "tw:"
 SEEN_TTL: Final = 24 * 3600
 QUIET_RECORD_TTL: Final = 24 * 3600
 RATE_TTL: Final = 2 * 86400
+WAKES_TTL: Final = 30
 DECISION_LOG_LIMIT: Final = 10_000
 DECISION_LOG_CONV_LIMIT: Final = 200
 DEFAULT_STATE_RETENTION: Final = 30 * 86400
@@ -63,6 +69,8 @@ DECISIONS: Final = f"{PREFIX}decisions"
 PARKED: Final = f"{PREFIX}parked"
 ACTIVE: Final = f"{PREFIX}active"
 TIMERS: Final = f"{PREFIX}timers"
+READY: Final = f"{PREFIX}ready"
+WAKES: Final = f"{PREFIX}wakes"
 DLQ: Final = f"{PREFIX}dlq"
 DLQ_INDEX: Final = f"{PREFIX}dlq:index"
 RULES: Final = f"{PREFIX}rules"
@@ -144,6 +152,8 @@ KEYS: Final = (
     KeySpec(DECISIONS, "list", "worker", False, f"{DECISION_LOG_LIMIT} ids", exact=True),
     KeySpec(PARKED, "zset", "worker", False, "one member per waiting conversation", exact=True),
     KeySpec(ACTIVE, "zset", "worker", False, "one member per draining conversation", exact=True),
+    KeySpec(READY, "list", "receiver, worker", False, "the backlog not yet taken", exact=True),
+    KeySpec(WAKES, "string", "receiver, worker", True, "WAKES_TTL: 30 s", exact=True),
     KeySpec(TIMERS, "zset", "worker", False, "one member per pending wait", exact=True),
     KeySpec(RATE_PREFIX, "hash", "worker", True, "RATE_TTL: 2 days after the last call"),
     KeySpec(f"{PREFIX}caps:", "zset", "worker", True, "its cap; one window after the last"),
