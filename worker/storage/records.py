@@ -79,7 +79,7 @@ def stored_form(decision: Decision) -> dict[str, Any]:
 def is_quiet(decision: Decision) -> bool:
     """No rule listened to the event (every rule is disabled or waits for other events)."""
     return not decision.actions and all(
-        o.status in ("not_for_event", "disabled") for o in decision.outcomes
+        o.status in ("not_for_event", "disabled", "shadow") for o in decision.outcomes
     )
 
 
