@@ -18,7 +18,8 @@ waits coming due (`t...`, worker.processing.timer_items): each is decided once (
 `engine.timers.fire`) and carried out the same way.
 
 A dry run (`DRY_RUN`, or an event accepted under it) decides against its own view of the
-tickets (`tw:dry:state:{conv}`) and never changes what a live run believes.
+tickets (`tw:dry:state:{conv}`) and never changes what a live run believes. Shadow rules
+decide each item in views of their own, never carried out (`shadow_runner`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from worker.errors import PayloadError
 from worker.metrics import WorkerMetrics, event_label
 from worker.processing.action_runner import ActionRunner
 from worker.processing.actions import ActionExecutor
+from worker.processing.shadow_runner import ShadowRunner
 from worker.processing.timer_items import open_timer, wait_of
 from worker.storage.conversations import ConversationStore
 from worker.storage.records import DeliveryRecord, is_quiet
@@ -99,6 +101,7 @@ class ConversationProcessor:
         self._run_budget = run_budget
         self._stopping = stopping
         self._metrics = metrics or WorkerMetrics()
+        self._shadows = ShadowRunner(store, clock=clock)
         self._runner = ActionRunner(
             store=store,
             executor=executor,
@@ -169,6 +172,7 @@ class ConversationProcessor:
             decision = self._store.store_decision(record, decision, state)
             record = replace(record, decision=decision, state_before=state)
             self._observe(record, event, wait, decision)
+        self._shadows.run(self._rules(), record, event, wait, decision)
         for action in decision.actions:
             if action.key in record.done:
                 continue
