@@ -125,3 +125,36 @@ def test_a_ruleset_without_shadow_rules_writes_nothing_for_them() -> None:
     assert record is not None
     assert record.shadow is None
     assert not list(world.redis.scan_iter("tw:*shadow*"))
+
+
+TOGGLE = """
+version: 1
+limits: {tickets_per_conversation: 3/10m}
+rules:
+  - name: open-when-closed
+    on: message.received
+    when: {ticket: closed}
+    then: [open_ticket]
+  - name: close-when-open
+    on: message.received
+    when: {ticket: open}
+    then: [close_ticket]
+  - name: shadow-toggle
+    shadow: true
+    on: message.received
+    then: [{helpwave.add_comment: {text: x}}, open_ticket, close_ticket]
+"""
+
+
+def test_the_files_limits_reach_the_breaker_and_shadow_actions_are_not_counted() -> None:
+    world = build(rules=TOGGLE)
+    for n in range(6):
+        world.accept(19, f"again {n}")
+    world.processor.drain("19")
+
+    assert len(world.provider.calls) == 3  # limits: 3 ticket actions in 10m
+    letters = world.dlq.list(limit=10)
+    assert {letter.reason for letter in letters} == {"runaway: more than 3 ticket actions in 10m"}
+    assert len(letters) == 3
+    assert world.redis.zcard(keys.caps("tickets", "19")) == 3
+    assert not world.redis.exists(keys.caps("comments", "19"))
