@@ -125,11 +125,14 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
     views = dict.fromkeys(ruleset.shadow_rules, state)  # each shadow view starts as given
     shadows = decide_shadows(ruleset, event, decision, views, now=now)
     if args.json:
-        data = {**decision.to_json(), "shadow": [v.to_json() for v in shadows]}
+        data = decision.to_json()
+        if shadows:
+            data["shadow"] = [v.to_json() for v in shadows]
         print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     else:
         print(render_decision(decision, would=True))
-        print("\n".join(line for v in shadows for line in render_verdict(describe_verdict(v))))
+        for verdict in shadows:
+            print("\n".join(render_verdict(describe_verdict(verdict))))
     return 0
 
 
