@@ -109,6 +109,7 @@ def time_until_empty(client: redis.Redis, alive: Callable[[], bool]) -> float:
     """Seconds from the first message taken off the queue (or conversation taken from
     `tw:ready`) until none is left or held."""
     deadline = time.monotonic() + 600
+
     def waiting() -> int:
         return int(client.llen(CELERY_QUEUE)) + int(client.llen(READY))
 

@@ -18,7 +18,8 @@ waits coming due (`t...`, worker.processing.timer_items): each is decided once (
 `engine.timers.fire`) and carried out the same way.
 
 A dry run (`DRY_RUN`, or an event accepted under it) decides against its own view of the
-tickets (`tw:dry:state:{conv}`) and never changes what a live run believes.
+tickets (`tw:dry:state:{conv}`) and never changes what a live run believes. Shadow rules
+decide each item in views of their own, never carried out (`shadow_runner`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from worker.errors import PayloadError
 from worker.metrics import WorkerMetrics, event_label
 from worker.processing.action_runner import ActionRunner
 from worker.processing.actions import ActionExecutor
+from worker.processing.shadow_runner import ShadowRunner
 from worker.processing.timer_items import open_timer, wait_of
 from worker.storage import keys
 from worker.storage.conversations import ConversationStore
@@ -103,6 +105,7 @@ class ConversationProcessor:
         self._stopping = stopping
         self._metrics = metrics or WorkerMetrics()
         self._steps = DrainSteps(store.client)
+        self._shadows = ShadowRunner(store, clock=clock)
         self._runner = ActionRunner(
             store=store,
             executor=executor,
@@ -221,6 +224,7 @@ class ConversationProcessor:
             else:  # another drain decided it first: read what it left
                 state = self._store.state(conversation, record.view)
             self._observe(record, event, wait, decision)
+        self._shadows.run(self._rules(), record, event, wait, decision)
         for action in decision.actions:
             if action.key in record.done:
                 continue

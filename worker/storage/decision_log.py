@@ -11,6 +11,7 @@ from typing import Any
 
 import redis.asyncio
 
+from worker.engine.shadow import ShadowVerdict, describe_difference
 from worker.storage import keys
 from worker.storage.records import DeliveryRecord, parse_record
 
@@ -51,7 +52,25 @@ def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
             for c in decision.wait_changes
         ],
     )
+    if record.shadow:
+        result["shadow"] = [describe_verdict(v) for v in record.shadow]
     return result
+
+
+def describe_verdict(verdict: ShadowVerdict) -> dict[str, Any]:
+    """A shadow rule's verdict as a decision record shows it: its actions are "would have"
+    (never carried out), and where its world differs from what live rules did."""
+    return {
+        "rule": verdict.rule,
+        "shadow": True,
+        "status": verdict.status,
+        "reason": verdict.reason,
+        "would_have": [
+            {"action": a.kind, "params": dict(a.params), "skip_reason": a.skip_reason}
+            for a in verdict.actions
+        ],
+        "differs": [describe_difference(d) for d in verdict.differences],
+    }
 
 
 async def recent_decisions(
@@ -75,6 +94,18 @@ async def recent_decisions(
     ]
 
 
+def render_verdict(verdict: dict[str, Any]) -> list[str]:
+    """A described shadow verdict in lines: "shadow R: would have open_ticket", ..."""
+    lines = []
+    for action in verdict["would_have"]:
+        skip = f" (skipped: {action['skip_reason']})" if action["skip_reason"] else ""
+        lines.append(f"  {action['action']:<24} would have{skip}  <- {verdict['rule']} [shadow]")
+    if not verdict["would_have"]:
+        lines.append(f"  shadow {verdict['rule']}: {verdict['status']} ({verdict['reason']})")
+    lines.extend(f"  shadow {verdict['rule']} differs: {text}" for text in verdict["differs"])
+    return lines
+
+
 def render_delivery(described: dict[str, Any]) -> str:
     """A decision record in a few lines: the rules that matched and each action's outcome."""
     lines = [
@@ -90,6 +121,8 @@ def render_delivery(described: dict[str, Any]) -> str:
         lines.append(f"  {action['action']:<24} {result}{detail}  <- {action['rule']}")
     for wait in described.get("waits", ()):
         lines.append(f"  wait of {wait['rule']}: {wait['change']}")
+    for verdict in described.get("shadow", ()):
+        lines.extend(render_verdict(verdict))
     if not described["actions"] and not described.get("waits"):
         lines.append("actions: none (see `ticket-worker explain` for why each rule did not match)")
     return "\n".join(lines)

@@ -15,6 +15,13 @@ expiry that is not listed as bounded.
     tw:inbox:{conv}                  list    receiver, worker  STATE_RETENTION after the last push
     tw:state:{conv}                  string  worker            STATE_RETENTION after the last event
     tw:dry:state:{conv}              string  worker            the same, for the dry-run view
+    tw:shadow:state:{tag}:{conv}     string  worker            the same, for one shadow rule's view
+    tw:dry:shadow:state:{tag}:{conv} string  worker            (tag: 6 hex of the rule's name);
+                                                               the dry run's shadow views
+    tw:shadow:hour:{tag}:{hour}      hash    worker            SHADOW_REPORT_RETENTION (8 days)
+                                                               after its hour; fields bounded by
+                                                               the action kinds (counters and
+                                                               SHADOW_EXAMPLES examples each)
     tw:lock:{conv}                   string  worker            the lock's TTL (renewed while held)
     tw:decisions                     list    worker            DECISION_LOG_LIMIT newest ids
     tw:decisions:conv:{conv}         list    worker            DECISION_LOG_CONV_LIMIT ids, and
@@ -63,6 +70,8 @@ DECISION_LOG_CONV_LIMIT: Final = 200
 DEFAULT_STATE_RETENTION: Final = 30 * 86400
 DEFAULT_DLQ_MAX: Final = 10_000
 DEFAULT_DLQ_RETENTION: Final = 90 * 86400
+SHADOW_REPORT_RETENTION: Final = 8 * 86400  # `shadow-report --since` reaches 7 days back
+SHADOW_EXAMPLES: Final = 3  # example items kept per shadow rule, hour and disagreement
 
 CELERY_QUEUE: Final = "celery"
 DECISIONS: Final = f"{PREFIX}decisions"
@@ -96,6 +105,18 @@ def state(conversation: str, view: View = "live") -> str:
     if view == "dry":
         return f"{PREFIX}dry:state:{conversation}"
     return f"{PREFIX}state:{conversation}"
+
+
+def shadow_state(tag: str, conversation: str, view: View = "live") -> str:
+    """One shadow rule's view of a conversation (`tag`: `storage.timers.rule_tag`)."""
+    if view == "dry":
+        return f"{PREFIX}dry:shadow:state:{tag}:{conversation}"
+    return f"{PREFIX}shadow:state:{tag}:{conversation}"
+
+
+def shadow_hour(tag: str, hour: int) -> str:
+    """The shadow report's counters of one shadow rule for one hour (Unix time // 3600)."""
+    return f"{PREFIX}shadow:hour:{tag}:{hour}"
 
 
 def lock(conversation: str) -> str:
@@ -141,6 +162,17 @@ KEYS: Final = (
     KeySpec(f"{PREFIX}inbox:", "list", "receiver, worker", True, "STATE_RETENTION after a push"),
     KeySpec(f"{PREFIX}state:", "string", "worker", True, "STATE_RETENTION after an event"),
     KeySpec(f"{PREFIX}dry:state:", "string", "worker", True, "STATE_RETENTION after an event"),
+    KeySpec(f"{PREFIX}shadow:state:", "string", "worker", True, "STATE_RETENTION after an event"),
+    KeySpec(
+        f"{PREFIX}dry:shadow:state:", "string", "worker", True, "STATE_RETENTION after an event"
+    ),
+    KeySpec(
+        f"{PREFIX}shadow:hour:",
+        "hash",
+        "worker",
+        True,
+        "SHADOW_REPORT_RETENTION after its hour; counters and examples per action kind",
+    ),
     KeySpec(f"{PREFIX}lock:", "string", "worker", True, "the lock TTL, renewed while held"),
     KeySpec(
         f"{PREFIX}decisions:conv:",

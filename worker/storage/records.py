@@ -2,7 +2,8 @@
 
     tw:delivery:{id}   hash  raw, received_at, dry_run, conversation,
                              decision (JSON, written once), state_before (JSON),
-                             done:{rule#i} (JSON outcome), attempts:{rule#i} (JSON list)
+                             done:{rule#i} (JSON outcome), attempts:{rule#i} (JSON list),
+                             shadow (JSON: the shadow rules' verdicts, `storage.shadow_log`)
 
 `parse_record` reads the hash; `stored_form` is the decision as it is written.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from worker.engine.decision import Decision
 from worker.engine.model import ConversationState
+from worker.engine.shadow import ShadowVerdict
 from worker.storage.keys import View
 
 
@@ -32,6 +34,7 @@ class DeliveryRecord:
     state_before: ConversationState | None
     done: Mapping[str, Mapping[str, Any]]
     attempts: Mapping[str, list[dict[str, Any]]]
+    shadow: tuple[ShadowVerdict, ...] | None = None  # None: no shadow rule decided it
 
     @property
     def view(self) -> View:
@@ -55,6 +58,7 @@ def parse_record(delivery_id: str, fields: Mapping[bytes, bytes]) -> DeliveryRec
             attempts[text[9:]] = json.loads(value)
     decision = fields.get(b"decision")
     before = fields.get(b"state_before")
+    shadow = fields.get(b"shadow")
     return DeliveryRecord(
         delivery_id=delivery_id,
         raw=fields.get(b"raw", b""),
@@ -65,6 +69,9 @@ def parse_record(delivery_id: str, fields: Mapping[bytes, bytes]) -> DeliveryRec
         state_before=ConversationState.from_json(json.loads(before)) if before else None,
         done=done,
         attempts=attempts,
+        shadow=None
+        if shadow is None
+        else tuple(ShadowVerdict.from_json(v) for v in json.loads(shadow)),
     )
 
 
@@ -79,7 +86,7 @@ def stored_form(decision: Decision) -> dict[str, Any]:
 def is_quiet(decision: Decision) -> bool:
     """No rule listened to the event (every rule is disabled or waits for other events)."""
     return not decision.actions and all(
-        o.status in ("not_for_event", "disabled") for o in decision.outcomes
+        o.status in ("not_for_event", "disabled", "shadow") for o in decision.outcomes
     )
 
 
