@@ -17,7 +17,8 @@ from worker.storage.records import DeliveryRecord, parse_record
 
 
 def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
-    """A decision record: the event, every rule's outcome, each action and its outcome."""
+    """A decision record: the event, every rule's outcome, each action with its outcome
+    and its failed attempts."""
     decision = record.decision
     result: dict[str, Any] = {
         "delivery_id": record.delivery_id,
@@ -40,6 +41,7 @@ def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
                 "params": dict(a.params),
                 "skip_reason": a.skip_reason,
                 "outcome": dict(record.done.get(a.key, {"result": "pending"})),
+                "attempts": list(record.attempts.get(a.key, [])),
             }
             for a in decision.actions
         ],
