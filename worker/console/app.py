@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 import jinja2
 import redis
@@ -102,6 +103,23 @@ class Console:
 
 
 Handler = Callable[[Request, Session], Response]
+FORM_LIMIT = 4 << 20  # a pasted event of 1 MiB, percent-encoded
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The urlencoded form of a POST (the console's forms are all plain); {} past
+    FORM_LIMIT or not that type."""
+    if not request.headers.get("content-type", "").startswith(_FORM_TYPE):
+        return {}
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_LIMIT:
+            return {}
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+_FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 def page(console: Console, handler: Handler) -> Callable[[Request], Response]:
@@ -127,7 +145,7 @@ def action(
         session = console.session(request)
         if session is None:
             return console.refuse(request, None, 403, "sign in first")
-        form = await request.form()
+        form = await read_form(request)
         if not csrf_ok(session, form.get("csrf")):
             return console.refuse(request, session, 403, "missing or wrong CSRF token")
         if operator and not session.can_change:
@@ -147,7 +165,7 @@ def _signin_routes(console: Console) -> list[BaseRoute]:
     async def signin(request: Request) -> Response:
         if not same_origin(request):
             return console.refuse(request, None, 403, "cross-site request refused")
-        password = (await request.form()).get("password")
+        password = (await read_form(request)).get("password")
         role = console.signer.role_for(password) if isinstance(password, str) else None
         if role is None:
             return console.render(request, "signin.html", None, status=401, problem="wrong token")
