@@ -6,6 +6,8 @@ import json
 import time
 import warnings
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import fakeredis
 from pydantic import SecretStr
@@ -25,6 +27,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
+__all__ = ["TestClient"]
+
 ADMIN, VIEWER = "admin-secret-token", "viewer-secret-token"
 ORIGIN = "http://testserver"
 RULES_TEXT = (
@@ -35,20 +39,20 @@ RULES_TEXT = (
 RULES = load_ruleset_from_texts({"r.yaml": RULES_TEXT})
 
 
-def settings(**extra: object) -> Settings:
-    values: dict[str, object] = {
+def settings(**extra: Any) -> Settings:
+    values: dict[str, Any] = {
         "admin_token": SecretStr(ADMIN),
         "viewer_token": SecretStr(VIEWER),
         **extra,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
-def console_client(client: fakeredis.FakeRedis, rules_path: object, **extra: object) -> TestClient:
+def console_client(client: fakeredis.FakeRedis, rules_path: Path, **extra: Any) -> TestClient:
     app = create_console_app(
         settings(**extra),
         client,
-        rules=RuleSource(rules_path),  # type: ignore[arg-type]
+        rules=RuleSource(rules_path),
         explain=explain_text,
         tail_seconds=0.5,
     )
@@ -62,7 +66,7 @@ def sign_in(http: TestClient, token: str = ADMIN) -> str:
     page = http.get("/").text
     marker = 'name="csrf" value="'
     start = page.index(marker) + len(marker)
-    return page[start : page.index('"', start)]
+    return str(page[start : page.index('"', start)])
 
 
 def decide(

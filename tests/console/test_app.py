@@ -23,7 +23,7 @@ from tests.console.support import (
 from worker.console.app import create_console_app
 from worker.live_rules import RuleSource
 from worker.ops.console_command import explain_text
-from worker.storage import keys
+from worker.storage import decision_index, keys
 
 
 @pytest.fixture
@@ -251,7 +251,7 @@ def test_the_live_tail_streams_new_decisions(
 ) -> None:
     decide(redis_client, "old", "1")
     sign_in(http)
-    first = redis_client.xrevrange(keys.DECISIONS, count=1)[0][0].decode()
+    first = decision_index.newest_id(redis_client)
     decide(redis_client, "new<b>", "2")
     with http.stream("GET", "/tail/events", headers={"Last-Event-ID": first}) as stream:
         body = "".join(stream.iter_text())
