@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from worker.errors import RulesError, TicketWorkerError
 from worker.ops import (
     admin_commands,
+    console_command,
     diff_command,
     rule_commands,
     service_commands,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff_command.add_commands(add)
     admin_commands.add_commands(add)
     shadow_report.add_command(add)
+    console_command.add_commands(add)
     return parser
 
 

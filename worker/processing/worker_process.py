@@ -8,7 +8,10 @@ the dead-letter trim, the lease keeper) run in the worker's main process:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import tempfile
 import threading
 import time
@@ -45,7 +48,7 @@ from worker.storage import keys
 from worker.storage.clients import sync_redis
 from worker.storage.conversations import ConversationStore
 from worker.storage.drains import DrainSteps
-from worker.storage.upgrade import expire_legacy_keys
+from worker.storage.upgrade import convert_decision_log, expire_legacy_keys
 from worker.storage.wire import drain_message
 
 log = logging.getLogger(__name__)
@@ -173,14 +176,22 @@ class WorkerProcess:
             # that drifted): queue one
             Periodic("wake", WAKE_INTERVAL, DrainSteps(self.redis).nudge),
             Periodic("dlq-trim", DLQ_TRIM_INTERVAL, self.dead_letters.trim),
-            Periodic("heartbeat", HEARTBEAT_INTERVAL, HEARTBEAT_FILE.touch),
+            Periodic("heartbeat", HEARTBEAT_INTERVAL, self._heartbeat),
         ]
         for thread in self._background:
             thread.start()
         threading.Thread(target=self._upgrade, name="upgrade", daemon=True).start()
 
+    def _heartbeat(self) -> None:
+        """Touch the heartbeat file, and tell the console this worker lives (30 s key)."""
+        HEARTBEAT_FILE.touch()
+        key = keys.worker_heartbeat(socket.gethostname(), os.getpid())
+        with contextlib.suppress(redis.RedisError):
+            self.redis.set(key, repr(time.time()), ex=keys.WORKER_HEARTBEAT_TTL)
+
     def _upgrade(self) -> None:
         try:
+            convert_decision_log(self.redis)
             expire_legacy_keys(self.redis, retention=self.settings.state_retention)
         except redis.RedisError:
             log.warning("could not check for keys without an expiry", exc_info=True)

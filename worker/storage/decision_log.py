@@ -1,8 +1,8 @@
 """The decision log as people read it: what matched, what was done and why.
 
 The records live on the deliveries (worker.storage.conversations); the log is the bounded
-list of recent delivery ids, overall and per conversation. `ticket-worker decisions` and
-`GET /decisions` both show `describe_delivery` of each.
+stream of recent decisions (worker.storage.decision_index) and a list per conversation.
+`ticket-worker decisions`, `GET /decisions` and the console all show `describe_delivery`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import redis.asyncio
 
 from worker.engine.shadow import ShadowVerdict, describe_difference
 from worker.storage import keys
+from worker.storage.decision_index import parse_entries
 from worker.storage.records import DeliveryRecord, parse_record
 
 
 def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
-    """A decision record: the event, every rule's outcome, each action and its outcome."""
+    """A decision record: the event, every rule's outcome, each action with its outcome
+    and its failed attempts."""
     decision = record.decision
     result: dict[str, Any] = {
         "delivery_id": record.delivery_id,
@@ -40,6 +42,7 @@ def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
                 "params": dict(a.params),
                 "skip_reason": a.skip_reason,
                 "outcome": dict(record.done.get(a.key, {"result": "pending"})),
+                "attempts": list(record.attempts.get(a.key, [])),
             }
             for a in decision.actions
         ],
@@ -77,10 +80,14 @@ async def recent_decisions(
     client: redis.asyncio.Redis, *, conversation: str | None, limit: int
 ) -> list[dict[str, Any]]:
     """The newest `limit` decision records (of one conversation, when given)."""
-    key = keys.conversation_log(conversation) if conversation else keys.DECISIONS
-    ids = [
-        i.decode() if isinstance(i, bytes) else i for i in await client.lrange(key, 0, limit - 1)
-    ]
+    if conversation:
+        found = await client.lrange(keys.conversation_log(conversation), 0, limit - 1)
+        ids = [i.decode() if isinstance(i, bytes) else i for i in found]
+    elif await client.type(keys.DECISIONS) in (b"stream", "stream"):
+        raw = await client.xrevrange(keys.DECISIONS, count=limit)
+        ids = [entry.delivery_id for entry in parse_entries(raw)]
+    else:
+        ids = []
     if not ids:
         return []
     pipe = client.pipeline(transaction=False)
