@@ -8,7 +8,7 @@ import threading
 import fakeredis
 import pytest
 
-from worker.delivery.parking import ParkedReleaser, ParkingLot
+from worker.delivery.parking import WAKE_LIMIT, ParkedReleaser, ParkingLot, ready
 
 NOW = 1_700_000_000.0
 
@@ -168,3 +168,19 @@ def test_releaser_thread_survives_redis_down_releases_then_stops(
     releaser.stop(timeout=5)
     assert not releaser.running
     assert queued(r) == ["42"]
+
+
+def test_conversations_released_as_ready_share_a_wake_message(
+    lot: ParkingLot, r: fakeredis.FakeRedis
+) -> None:
+    for n in range(150):
+        lot.park(f"c{n}", NOW - 1)
+    assert len(lot.release_due(NOW, ready, limit=100)) == 100
+    assert len(lot.release_due(NOW, ready, limit=100)) == 50
+    assert r.llen("tw:ready") == 150
+    assert r.llen("celery") == 2  # one wake per release, not one per conversation
+    assert r.get("tw:wakes") == b"2"
+    r.set("tw:wakes", WAKE_LIMIT)
+    lot.park("late", NOW - 1)
+    lot.release_due(NOW, ready)
+    assert r.llen("celery") == 2  # enough wake messages wait already

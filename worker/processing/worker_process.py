@@ -24,7 +24,7 @@ import redis
 from worker.delivery.dlq import DeadLetterQueue, DroppedLetter
 from worker.delivery.gate import RateGate
 from worker.delivery.lease import LeaseKeeper
-from worker.delivery.parking import ParkedReleaser, ParkingLot
+from worker.delivery.parking import ParkedReleaser, ParkingLot, ready
 from worker.delivery.periodic import Periodic
 from worker.delivery.ratelimit import (
     RateLimiter,
@@ -168,7 +168,7 @@ class WorkerProcess:
         )
         self._serve_metrics()
         self._background = [
-            ParkedReleaser(self.parking, drain_message),
+            ParkedReleaser(self.parking, ready),
             ParkedReleaser(self.timers, timer_release),
             Periodic("rules", REFRESH_INTERVAL, self.rules.refresh),
             Periodic("recovery", RECOVERY_INTERVAL, lambda: recovery.sweep(time.time())),
