@@ -49,7 +49,7 @@ from worker.processing.shadow_runner import ShadowRunner
 from worker.processing.timer_items import open_timer, wait_of
 from worker.storage import keys
 from worker.storage.conversations import ConversationStore
-from worker.storage.drains import DrainSteps, Head, head_state
+from worker.storage.drains import AGAIN, DrainSteps, Head, Taken, head_state
 from worker.storage.records import DeliveryRecord, is_quiet, parse_record
 from worker.storage.timers import TimerItem, is_timer_item
 
@@ -104,7 +104,7 @@ class ConversationProcessor:
         self._run_budget = run_budget
         self._stopping = stopping
         self._metrics = metrics or WorkerMetrics()
-        self._steps = DrainSteps(store.client)
+        self._steps = DrainSteps(store.client, dry_run=dry_run)
         self._shadows = ShadowRunner(store, clock=clock)
         self._runner = ActionRunner(
             store=store,
@@ -122,18 +122,12 @@ class ConversationProcessor:
         """Process the conversation's inbox until it is empty, it must wait, or time is up."""
         token = secrets.token_hex(8)
         started = self._clock()
-        head = self._steps.begin(
-            conversation,
-            token,
-            ttl_ms=self._leases.ttl_ms,
-            now=started,
-            dry_run=self._dry_run,
-        )
+        head = self._steps.begin(conversation, token, ttl_ms=self._leases.ttl_ms, now=started)
         if head is False:
             return DrainReport(busy=True)
-        if not isinstance(head, Head):
+        if head is True:
             return DrainReport()
-        return self._drain_from(conversation, token, head, started)
+        return self._drain_from(conversation, token, head, started, next_token=None)[0]
 
     def drain_ready(self) -> DrainReport:
         """Take ready conversations (worker.storage.drains) one after another and drain
@@ -147,53 +141,72 @@ class ConversationProcessor:
                 self._steps.nudge()
                 return DrainReport(processed)
             token = secrets.token_hex(8)
-            taken = self._steps.take_ready(
-                token, ttl_ms=self._leases.ttl_ms, now=now, dry_run=self._dry_run, woken=woken
-            )
+            taken = self._steps.take_ready(token, ttl_ms=self._leases.ttl_ms, now=now, woken=woken)
             woken = False
+            while isinstance(taken, tuple):
+                conversation, head = taken
+                in_time = self._clock() - started <= self._run_budget and not self._stopping()
+                following = secrets.token_hex(8) if in_time else None
+                report, taken = self._drain_from(
+                    conversation, token, head, self._clock(), next_token=following
+                )
+                processed += report.processed
+                token = following or ""
             if taken is None:
                 return DrainReport(processed)
-            if isinstance(taken, tuple):
-                conversation, head = taken
-                processed += self._drain_from(conversation, token, head, now).processed
 
-    def _drain_from(self, conversation: str, token: str, head: Head, started: float) -> DrainReport:
-        """Drain a conversation whose lock (`token`) this drain took with its first item."""
+    def _drain_from(
+        self, conversation: str, token: str, head: Head, started: float, *, next_token: str | None
+    ) -> tuple[DrainReport, Taken]:
+        """Drain a conversation whose lock (`token`) this drain took with its first item.
+        With `next_token`, the step that finishes it takes the next ready conversation:
+        returned (with that token holding its lock); AGAIN when it took none."""
         released = False
         try:
             with self._leases.hold(conversation, token) as lease:
-                report, released = self._drain_locked(conversation, token, lease, head, started)
+                report, released, taken = self._drain_locked(
+                    conversation, token, lease, head, started, next_token
+                )
         finally:
             if not released:
                 self._store.release(conversation, token)
-        return report
+        return report, taken
 
     def _drain_locked(
-        self, conversation: str, token: str, lease: Lease, head: Head, started: float
-    ) -> tuple[DrainReport, bool]:
-        """Work through the inbox from `head`; return the report and whether the last step
-        released the lock (the inbox was left empty)."""
+        self,
+        conversation: str,
+        token: str,
+        lease: Lease,
+        head: Head,
+        started: float,
+        next_token: str | None,
+    ) -> tuple[DrainReport, bool, Taken]:
+        """Work through the inbox from `head`; return the report, whether the last step
+        released the lock (the inbox was left empty), and what it took next."""
         processed = 0
         while True:
             try:
                 quiet, has_conversation = self._process(conversation, head, lease, started)
             except _Stop as stop:
                 if stop.until is None:
-                    return DrainReport(processed), False
+                    return DrainReport(processed), False, AGAIN
                 self._park(conversation, stop.until)
-                return DrainReport(processed, parked_until=stop.until), False
+                return DrainReport(processed, parked_until=stop.until), False, AGAIN
             processed += 1
-            following = self._steps.advance(
+            step = self._steps.advance(
                 conversation,
                 token,
                 head.item,
+                ttl_ms=self._leases.ttl_ms,
+                now=self._clock(),
                 record_ttl=None if has_conversation else keys.QUIET_RECORD_TTL,
                 pop_fields=["raw"] if quiet and not has_conversation else [],
-                dry_run=self._dry_run,
+                next_token=next_token,
             )
-            if not isinstance(following, Head):
-                return DrainReport(processed), following is None
-            head = following
+            if step.head is None:
+                report = DrainReport(processed)
+                return report, not step.lost, step.taken if step.asked else AGAIN
+            head = step.head
 
     def _check(self, lease: Lease, started: float) -> None:
         """Raise _Stop unless this drain may start one more action."""
