@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from worker.delivery.breaker import RunawayBreaker
+import redis
+
+from worker.delivery.breaker import RunawayBreaker, Verdict
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.retry import RetryPolicy
+from worker.engine.decision import Decision
 from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
 from worker.engine.ruleset import Limits
 from worker.errors import ActionError, ConfigError, HelpdeskError, ThrottledError
@@ -62,8 +65,40 @@ class ActionRunner:
         self._rng = rng
         self._metrics = metrics
 
-    def _runaway(self, record: DeliveryRecord, action: PlannedAction, now: float) -> str | None:
+    def queue_admissions(
+        self, pipe: redis.client.Pipeline, record: DeliveryRecord, decision: Decision, now: float
+    ) -> list[tuple[str, Verdict]]:
+        """Ask the breaker about every action of a new decision that will make a call, on
+        `pipe` (sent with the decision: no round trip of their own); the verdicts by action
+        key, for `run`'s `admitted`."""
+        if record.dry_run or decision.ruleset_version == REPLAY_VERSION:
+            return []
+        limits = self._limits()
+        queued = []
+        for action in decision.actions:
+            if action.skip_reason is None:
+                verdict = self._breaker.queue_admit(
+                    pipe,
+                    record.conversation,
+                    action.kind,
+                    f"{record.delivery_id}:{action.key}",
+                    limits,
+                    now,
+                )
+                if verdict is not None:
+                    queued.append((action.key, verdict))
+        return queued
+
+    def _runaway(
+        self,
+        record: DeliveryRecord,
+        action: PlannedAction,
+        now: float,
+        admitted: Mapping[str, str | None],
+    ) -> str | None:
         """Why the breaker refuses the action (None: carry it out). A replay is not capped."""
+        if action.key in admitted:
+            return admitted[action.key]
         if record.decision is not None and record.decision.ruleset_version == REPLAY_VERSION:
             return None
         return self._breaker.admit(
@@ -101,9 +136,11 @@ class ActionRunner:
         event: Event,
         action: PlannedAction,
         state: ConversationState,
+        admitted: Mapping[str, str | None] | None = None,
     ) -> tuple[float | None, ConversationState]:
         """Carry out `action` against `state` (the conversation's state as stored now);
-        return when to come back (None: finished) and the state stored afterwards."""
+        return when to come back (None: finished) and the state stored afterwards.
+        `admitted`: the breaker's verdicts asked with the decision (`queue_admissions`)."""
         if action.skip_reason is not None:
             self._complete(
                 record, action, {"result": "skipped", "reason": action.skip_reason}, None
@@ -116,7 +153,7 @@ class ActionRunner:
         now = self._clock()
         if attempts and float(attempts[-1].get("not_before", 0.0)) > now:
             return float(attempts[-1]["not_before"]), state
-        refused = self._runaway(record, action, now)
+        refused = self._runaway(record, action, now, admitted or {})
         if refused is not None:
             self._metrics.runaway.labels(action=action.kind).inc()
             return None, self._bury(record, event, action, attempts, refused, state)

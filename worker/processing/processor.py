@@ -228,12 +228,22 @@ class ConversationProcessor:
         record, event, wait = opened
         state = self._state_of(conversation, record, head)
         decision = record.decision
+        admitted: dict[str, str | None] = {}
         if decision is None:
             decided = self._decide(conversation, record, event, wait, state)
-            decision = self._store.store_decision(record, decided, state)
+            # one round trip: the decision, and the breaker's verdicts on its calls
+            pipe = self._store.client.pipeline(transaction=False)
+            self._store.store_decision(record, decided, state, pipe=pipe)
+            verdicts = self._runner.queue_admissions(pipe, record, decided, self._clock())
+            answers = pipe.execute()
+            decision = self._store.decision_that_holds(decided, answers[0])
             record = replace(record, decision=decision, state_before=state)
             if decision is decided:
                 state = decision.state_after
+                admitted = {
+                    key: verdict(answer)
+                    for (key, verdict), answer in zip(verdicts, answers[1:], strict=True)
+                }
             else:  # another drain decided it first: read what it left
                 state = self._store.state(conversation, record.view)
             self._observe(record, event, wait, decision)
@@ -242,7 +252,7 @@ class ConversationProcessor:
             if action.key in record.done:
                 continue
             self._check(lease, started)
-            until, state = self._runner.run(record, event, action, state)
+            until, state = self._runner.run(record, event, action, state, admitted)
             if until is not None:
                 raise _Stop(until)
         return is_quiet(decision), event.conversation_id is not None
