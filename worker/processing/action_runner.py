@@ -115,8 +115,9 @@ class ActionRunner:
         action: PlannedAction,
         outcome: dict[str, Any],
         state: ConversationState | None,
+        pipe: redis.client.Pipeline | None = None,
     ) -> None:
-        self._store.complete(record, action.key, outcome, state=state)
+        self._store.complete(record, action.key, outcome, state=state, pipe=pipe)
         self._metrics.actions.labels(action=action.kind, outcome=outcome.get("result", "")).inc()
         log.info(
             "action %s",
@@ -137,17 +138,19 @@ class ActionRunner:
         action: PlannedAction,
         state: ConversationState,
         admitted: Mapping[str, str | None] | None = None,
+        pipe: redis.client.Pipeline | None = None,
     ) -> tuple[float | None, ConversationState]:
         """Carry out `action` against `state` (the conversation's state as stored now);
         return when to come back (None: finished) and the state stored afterwards.
-        `admitted`: the breaker's verdicts asked with the decision (`queue_admissions`)."""
+        `admitted`: the breaker's verdicts asked with the decision (`queue_admissions`);
+        `pipe`: the outcome is recorded on it, sent with the caller's next step."""
         if action.skip_reason is not None:
             self._complete(
-                record, action, {"result": "skipped", "reason": action.skip_reason}, None
+                record, action, {"result": "skipped", "reason": action.skip_reason}, None, pipe
             )
             return None, state
         if record.dry_run:
-            self._complete(record, action, {"result": "dry_run"}, None)
+            self._complete(record, action, {"result": "dry_run"}, None, pipe)
             return None, state
         attempts = list(record.attempts.get(action.key, []))
         now = self._clock()
@@ -170,7 +173,7 @@ class ActionRunner:
             self._metrics.retries.labels(action=action.kind).inc()
             self._store.record_attempts(record.delivery_id, action.key, attempts)
             return next_step.retry_at, state
-        self._complete(record, action, outcome.to_json(), outcome.state)
+        self._complete(record, action, outcome.to_json(), outcome.state, pipe)
         return None, outcome.state
 
     def _bury(

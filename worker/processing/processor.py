@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import redis
+
 from worker.delivery.breaker import RunawayBreaker
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.lease import Lease, LeaseKeeper
@@ -186,7 +188,9 @@ class ConversationProcessor:
         processed = 0
         while True:
             try:
-                quiet, has_conversation = self._process(conversation, head, lease, started)
+                quiet, has_conversation, outcomes = self._process(
+                    conversation, head, lease, started
+                )
             except _Stop as stop:
                 if stop.until is None:
                     return DrainReport(processed), False, AGAIN
@@ -202,6 +206,7 @@ class ConversationProcessor:
                 record_ttl=None if has_conversation else keys.QUIET_RECORD_TTL,
                 pop_fields=["raw"] if quiet and not has_conversation else [],
                 next_token=next_token,
+                after=outcomes,
             )
             if step.head is None:
                 report = DrainReport(processed)
@@ -218,13 +223,14 @@ class ConversationProcessor:
 
     def _process(
         self, conversation: str, head: Head, lease: Lease, started: float
-    ) -> tuple[bool, bool]:
+    ) -> tuple[bool, bool, redis.client.Pipeline | None]:
         """Decide the item (once) and carry out its actions; return (quiet: no rule
-        listened, has a conversation). Raise _Stop when the drain must stop first."""
+        listened, has a conversation, the last outcome's write still to send). Raise _Stop
+        when the drain must stop first."""
         self._check(lease, started)
         opened = self._open(conversation, head)
         if opened is None:
-            return False, True
+            return False, True, None
         record, event, wait = opened
         state = self._state_of(conversation, record, head)
         decision = record.decision
@@ -248,14 +254,16 @@ class ConversationProcessor:
                 state = self._store.state(conversation, record.view)
             self._observe(record, event, wait, decision)
         self._shadows.run(self._rules(), record, event, wait, decision)
-        for action in decision.actions:
-            if action.key in record.done:
-                continue
+        pending = [action for action in decision.actions if action.key not in record.done]
+        outcomes = None
+        for action in pending:
             self._check(lease, started)
-            until, state = self._runner.run(record, event, action, state, admitted)
+            if action is pending[-1]:  # its outcome leaves with the step to the next item
+                outcomes = self._store.client.pipeline(transaction=False)
+            until, state = self._runner.run(record, event, action, state, admitted, outcomes)
             if until is not None:
                 raise _Stop(until)
-        return is_quiet(decision), event.conversation_id is not None
+        return is_quiet(decision), event.conversation_id is not None, outcomes
 
     def _state_of(self, conversation: str, record: DeliveryRecord, head: Head) -> ConversationState:
         """The conversation's state in the record's view, as the step that opened the head

@@ -206,11 +206,14 @@ class ConversationStore:
         outcome: Mapping[str, Any],
         *,
         state: ConversationState | None,
+        pipe: redis.client.Pipeline | None = None,
     ) -> bool:
-        """Record an action's outcome and the state it leads to, atomically, once."""
+        """Record an action's outcome and the state it leads to, atomically, once (with
+        `pipe`: queued on it, sent with what follows; True)."""
         state_json = compact(state.to_json()) if state is not None else ""
         return bool(
             self._complete(
+                client=pipe,
                 keys=[
                     keys.delivery(record.delivery_id),
                     keys.state(record.conversation, record.view),

@@ -261,20 +261,25 @@ class DrainSteps:
         record_ttl: int | None,
         pop_fields: Sequence[str],
         next_token: str | None = None,
+        after: redis.client.Pipeline | None = None,
     ) -> Advanced:
         """Finish `item` (the head) and open the next one; when the conversation is left
-        empty and `next_token` is given, take the next ready conversation with it."""
-        reply = self._advance(
-            keys=[*self._KEYS, keys.delivery(item)],
-            args=[
-                *self._common(token, ttl_ms, now),
-                conversation,
-                item,
-                "" if record_ttl is None else str(record_ttl),
-                next_token or "",
-                *pop_fields,
-            ],
-        )
+        empty and `next_token` is given, take the next ready conversation with it. `after`:
+        a pipeline holding writes that go first (the item's last outcome), sent together."""
+        script_keys = [*self._KEYS, keys.delivery(item)]
+        args = [
+            *self._common(token, ttl_ms, now),
+            conversation,
+            item,
+            "" if record_ttl is None else str(record_ttl),
+            next_token or "",
+            *pop_fields,
+        ]
+        if after is None:
+            reply = self._advance(keys=script_keys, args=args)
+        else:
+            self._advance(keys=script_keys, args=args, client=after)
+            reply = after.execute()[-1]
         if reply is None:
             return Advanced(lost=True)
         kind, *rest = cast(list[object], reply)
