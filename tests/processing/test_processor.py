@@ -194,11 +194,12 @@ def test_events_are_decided_once_and_acted_on_in_order(world: World) -> None:
     world.accept(1, "thanks!")
     report = world.processor.drain("1")
     assert report.processed == 2
+    # one lane per destination: each keeps its order, neither waits for the other
     assert world.provider.routes() == [
         "openTicket",
+        "closeTicket",
         "/api/v1/customers",
         "/api/v1/tickets",
-        "closeTicket",
     ]
     state = world.store.state("1")
     assert state.ticket_open is False
@@ -225,23 +226,26 @@ def test_a_409_on_open_means_the_ticket_is_open(world: World) -> None:
     assert world.store.state("3").ticket_open is True
 
 
-def test_a_503_parks_the_conversation_and_the_retry_waits_its_turn(world: World) -> None:
+def test_a_503_parks_the_lane_and_the_retry_waits_its_turn(world: World) -> None:
     world.provider.answers = [status(503)]
     delivery = world.accept(4, "help")
     world.accept(4, "thanks")
     report = world.processor.drain("4")
     assert report.parked_until is not None
-    assert world.parking.due_time("4") == report.parked_until
-    assert world.provider.routes() == ["openTicket"]
+    lanes = ParkingLot(world.redis, key="tw:parked:lanes")
+    assert lanes.due_time("a:4") == report.parked_until
+    assert world.parking.due_time("4") is None  # the conversation is not held
+    # the AwalChat lane waits; the HelpWave lane does not wait for it
+    assert world.provider.routes() == ["openTicket", "/api/v1/customers", "/api/v1/tickets"]
     world.processor.drain("4")  # too early: no call, parked again
-    assert world.provider.routes() == ["openTicket"]
+    assert world.provider.routes().count("openTicket") == 1
     world.clock.now = report.parked_until
     world.processor.drain("4")
     assert world.provider.routes() == [
         "openTicket",
-        "openTicket",
         "/api/v1/customers",
         "/api/v1/tickets",
+        "openTicket",
         "closeTicket",
     ]
     record = world.store.load(delivery)
@@ -312,7 +316,9 @@ def test_a_spent_budget_parks_without_counting_an_attempt() -> None:
     report = world.processor.drain("11")
     assert report.parked_until is not None
     assert world.provider.routes().count("openTicket") == 1
-    record = world.store.load(world.store.head("11") or "")
+    waiting = world.redis.lindex("tw:lane:a:11", 0)
+    assert isinstance(waiting, bytes)
+    record = world.store.load(waiting.decode())
     assert record is not None
     assert record.attempts == {}
 
@@ -341,18 +347,20 @@ def test_a_drain_past_its_budget_parks_between_actions_not_only_between_events()
     assert world.provider.routes()[1:] == ["/api/v1/customers", "/api/v1/tickets"]
 
 
-def test_a_drain_whose_lock_was_lost_stops_before_its_next_action(world: World) -> None:
+def test_a_lane_whose_lock_was_lost_stops_before_its_next_action(world: World) -> None:
     def steal(request: httpx.Request) -> httpx.Response:
-        world.redis.set("tw:lock:14", "another worker")  # our lock expired and was taken
-        world.processor._leases.renew()
+        world.redis.set("tw:lanelock:a:14", "another worker")  # our lock expired, was taken
+        world.processor._lanes._leases.renew()
         return ok(request)
 
     world.provider.answers = [steal]
     world.accept(14, "help")
+    world.accept(14, "thanks")
     report = world.processor.drain("14")
-    assert world.provider.routes() == ["openTicket"]  # the HelpWave create was not started
+    assert "closeTicket" not in world.provider.routes()  # the close was not started
+    assert world.provider.routes().count("/api/v1/tickets") == 1  # the other lane ran
     assert report.parked_until is None
-    assert world.redis.get("tw:lock:14") == b"another worker"  # and not released by us
+    assert world.redis.get("tw:lanelock:a:14") == b"another worker"  # not released by us
 
 
 def advance(clock: Clock, seconds: float, then: Handler) -> Handler:
@@ -485,7 +493,7 @@ def test_a_woken_drain_with_more_ready_than_wakes_queues_one_more(world: World) 
     steps = DrainSteps(world.redis)
     taken = steps.take_ready("t", ttl_ms=60_000, now=world.clock(), woken=True)
     assert isinstance(taken, tuple)
-    assert taken[0] == "1"
+    assert taken[:2] == ("c", "1")
     assert world.redis.llen("celery") == 1  # two more are ready: an idle thread joins in
     assert world.redis.get("tw:wakes") == b"1"
     assert world.redis.zscore("tw:active", "1") is not None  # a crash now is recovered

@@ -64,7 +64,7 @@ def test_advance_that_empties_the_inbox_lets_go_and_takes_the_next_ready(
     steps = DrainSteps(r)
     taken = steps.take_ready("tok", ttl_ms=60_000, now=1.0, woken=False)
     assert isinstance(taken, tuple)
-    assert taken[0] == "7"
+    assert taken[:2] == ("c", "7")
     step = steps.advance(
         "7",
         "tok",
@@ -78,7 +78,7 @@ def test_advance_that_empties_the_inbox_lets_go_and_takes_the_next_ready(
     assert step.head is None
     assert step.asked
     assert isinstance(step.taken, tuple)
-    assert step.taken[0] == "8"
+    assert step.taken[:2] == ("c", "8")
     assert not r.exists("tw:lock:7", "tw:inbox:7")
     assert r.get("tw:lock:8") == b"tok2"
     assert r.hgetall("tw:delivery:d1") == {b"dry_run": b"0"}  # body dropped, kept a day

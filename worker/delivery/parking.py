@@ -7,6 +7,8 @@ it:
 - `tw:parked`: conversations whose next action must wait (rate budget, retry backoff; AWALCHAT
   windows last up to an hour): released as ready conversations (`tw:ready`, see
   worker.storage.drains);
+- `tw:parked:lanes`: lanes (worker.processing.lanes) whose next action must wait: released
+  as ready lanes (`tw:ready:lanes`, the lot's `ready_key`);
 - `tw:timers`: waits of rules with `after:` (`worker.storage.timers`): released as an item
   in the conversation's inbox (`Release.inbox`, the item ends with the due time in ms) and
   the conversation made ready, in one script, so a wait takes its place in the
@@ -108,9 +110,11 @@ class ParkingLot:
         *,
         key: str = PARKED_KEY,
         inbox_ttl: int = keys.DEFAULT_STATE_RETENTION,
+        ready_key: str = keys.READY,
     ) -> None:
         self._redis = redis_client
         self.key = key
+        self._ready_key = ready_key
         self._inbox_ttl = inbox_ttl
         self._release = redis_client.register_script(_RELEASE)
 
@@ -161,7 +165,7 @@ class ParkingLot:
             if isinstance(release, str):
                 release = Release(release)
             args += [member, release.message, release.inbox, release.item, release.ready]
-        released = self._release(keys=[self.key, queue, keys.READY, keys.WAKES], args=args)
+        released = self._release(keys=[self.key, queue, self._ready_key, keys.WAKES], args=args)
         return [_text(m) for m in released]
 
 

@@ -4,7 +4,9 @@ A drain marks its conversation active (`tw:active`: member = conversation key, s
 sign of life) and removes the mark when it leaves the inbox empty. A drain that died in a
 way the broker does not redeliver (its task failed on a Redis error, say) leaves the mark
 behind; `Recovery.sweep` finds marks older than `stale_after` seconds and, for those that are
-neither locked nor parked and still have a backlog, queues a drain again. Queuing a drain
+neither locked nor parked and still have a backlog, queues a drain again. Lanes have the
+same net (`tw:active:lanes`, `tw:lanelock:`, `tw:lane:`, `tw:parked:lanes`): a stale lane
+with a backlog is pushed back onto `tw:ready:lanes` (the "message" is its member). Queuing a drain
 that turns out not to be needed is harmless: drains are idempotent.
 """
 
@@ -53,7 +55,9 @@ class Recovery:
         queue: str,
         build_message: Callable[[str], str],
         stale_after: float = 90.0,
+        active_key: str = ACTIVE_KEY,
     ) -> None:
+        self._active_key = active_key
         self._redis = client
         self._lock_key = lock_key
         self._inbox_key = inbox_key
@@ -66,7 +70,7 @@ class Recovery:
     def sweep(self, now: float, limit: int = 100) -> list[str]:
         """Queue a drain for stale conversations nobody covers; return those requeued."""
         stale = self._redis.zrangebyscore(
-            ACTIVE_KEY, "-inf", now - self._stale_after, start=0, num=limit
+            self._active_key, "-inf", now - self._stale_after, start=0, num=limit
         )
         if not stale:
             return []
@@ -74,5 +78,5 @@ class Recovery:
         for raw in stale:
             member = raw.decode() if isinstance(raw, bytes) else str(raw)
             args += [member, self._lock_key(member), self._inbox_key(member), self._build(member)]
-        requeued = self._sweep(keys=[ACTIVE_KEY, self._parked_key, self._queue], args=args)
+        requeued = self._sweep(keys=[self._active_key, self._parked_key, self._queue], args=args)
         return [m.decode() if isinstance(m, bytes) else str(m) for m in requeued]

@@ -10,7 +10,10 @@
 - a call that fails follows `failures.verdict`: wait and retry in its turn, or a dead letter
   with the state the decision projected for it undone.
 
-It returns when to come back (the conversation is parked until then), or None when the
+It runs in a lane (worker.processing.lanes): the outcome writes only what it teaches the
+state (`taught`); the rest of the state is the decisions'.
+
+It returns when to come back (the lane is parked until then), or None when the
 action is finished.
 """
 
@@ -33,6 +36,7 @@ from worker.errors import ActionError, ConfigError, HelpdeskError, ThrottledErro
 from worker.metrics import WorkerMetrics
 from worker.processing.actions import ActionExecutor
 from worker.processing.failures import REPLAY_VERSION, attempt_record, dead_letter, verdict
+from worker.storage import keys
 from worker.storage.conversations import ConversationStore
 from worker.storage.records import DeliveryRecord
 
@@ -114,10 +118,18 @@ class ActionRunner:
         record: DeliveryRecord,
         action: PlannedAction,
         outcome: dict[str, Any],
-        state: ConversationState | None,
+        changes: Mapping[str, Any] | None = None,
         pipe: redis.client.Pipeline | None = None,
+        unless_lane_moved: str = "",
     ) -> None:
-        self._store.complete(record, action.key, outcome, state=state, pipe=pipe)
+        self._store.complete(
+            record,
+            action.key,
+            outcome,
+            changes=changes,
+            unless_lane_moved=unless_lane_moved,
+            pipe=pipe,
+        )
         self._metrics.actions.labels(action=action.kind, outcome=outcome.get("result", "")).inc()
         log.info(
             "action %s",
@@ -173,7 +185,8 @@ class ActionRunner:
             self._metrics.retries.labels(action=action.kind).inc()
             self._store.record_attempts(record.delivery_id, action.key, attempts)
             return next_step.retry_at, state
-        self._complete(record, action, outcome.to_json(), outcome.state, pipe)
+        changes = taught(record, action, state, outcome.state)
+        self._complete(record, action, outcome.to_json(), changes, pipe)
         return None, outcome.state
 
     def _bury(
@@ -185,17 +198,53 @@ class ActionRunner:
         reason: str,
         state: ConversationState,
     ) -> ConversationState:
-        """Dead-letter the action and mark it finished; the state the decision projected
-        for it goes back to what it was (a replay projected nothing). Returns that state."""
+        """Dead-letter the action and mark it finished; the AwalChat ticket the decision
+        projected goes back to what it was before (a replay projected nothing), unless later
+        decisions of the lane projected past it (their actions follow in the lane). Returns
+        the state as this lane now sees it."""
         reverted = state
+        changes: dict[str, Any] = {}
+        lane = ""
         if action.kind in AWALCHAT_ACTIONS and record.state_before is not None:
             reverted = state.evolve(ticket_open=record.state_before.ticket_open)
+            changes = {"ticket_open": record.state_before.ticket_open}
+            lane = lane_member(action.kind, record.conversation)
         letter = dead_letter(record, event, action, attempts, reason, now=self._clock())
         letter_id = self._dlq.add(letter)
         self._complete(
             record,
             action,
             {"result": "failed", "reason": reason, "dead_letter": letter_id},
-            reverted,
+            changes,
+            unless_lane_moved=lane,
         )
         return reverted
+
+
+def destination(kind: str) -> str:
+    """The lane letter of an action kind: "a" (AwalChat) or "h" (HelpWave)."""
+    return "a" if kind in AWALCHAT_ACTIONS else "h"
+
+
+def lane_member(kind: str, conversation: str) -> str:
+    """The lane that carries out actions of `kind` for `conversation`."""
+    return keys.lane_member(destination(kind), conversation)
+
+
+_LANE_FIELDS = ("helpwave_ticket_id", "helpwave_ticket_planned")
+
+
+def taught(
+    record: DeliveryRecord,
+    action: PlannedAction,
+    before: ConversationState,
+    after: ConversationState,
+) -> dict[str, Any]:
+    """What a successful action teaches the stored state (the fields a lane writes): a
+    HelpWave create's ticket id; a replayed AwalChat open or close, the ticket's state
+    (a decision projected it for any other)."""
+    if action.kind in AWALCHAT_ACTIONS:
+        replayed = record.decision is not None and record.decision.ruleset_version == REPLAY_VERSION
+        return {"ticket_open": after.ticket_open} if replayed else {}
+    old, new = before.to_json(), after.to_json()
+    return {f: new[f] for f in _LANE_FIELDS if new[f] != old[f]}

@@ -28,15 +28,16 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import redis
 
-from worker.delivery.breaker import RunawayBreaker
+from worker.delivery.breaker import RunawayBreaker, Verdict
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.lease import Lease, LeaseKeeper
+from worker.delivery.parking import ParkingLot
 from worker.delivery.retry import RetryPolicy
 from worker.engine import Ruleset, evaluate
 from worker.engine.decision import Decision
@@ -45,26 +46,18 @@ from worker.engine.model import ConversationState, Event, Wait
 from worker.engine.timers import fire
 from worker.errors import PayloadError
 from worker.metrics import WorkerMetrics, event_label
-from worker.processing.action_runner import ActionRunner
+from worker.processing.action_runner import ActionRunner, destination
 from worker.processing.actions import ActionExecutor
+from worker.processing.lanes import Budget, LaneDrainer, LaneLocks, Stop
 from worker.processing.shadow_runner import ShadowRunner
 from worker.processing.timer_items import open_timer, wait_of
 from worker.storage import keys
 from worker.storage.conversations import ConversationStore
-from worker.storage.drains import AGAIN, DrainSteps, Head, Taken, head_state
+from worker.storage.drains import AGAIN, CONVERSATION, DrainSteps, Head, Taken, head_state
 from worker.storage.records import DeliveryRecord, is_quiet, parse_record
 from worker.storage.timers import TimerItem, is_timer_item
 
 log = logging.getLogger(__name__)
-
-
-class _Stop(Exception):
-    """The drain must stop here: `until` is when to come back (None: another drain owns the
-    conversation now, or its lock is gone)."""
-
-    def __init__(self, until: float | None) -> None:
-        super().__init__(until)
-        self.until = until
 
 
 @dataclass(frozen=True)
@@ -74,6 +67,31 @@ class DrainReport:
     processed: int = 0
     parked_until: float | None = None
     busy: bool = False
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """An item decided: what the step to the next item writes first (`writes`), the lanes
+    it hands the delivery to, and the new decision with the breaker's verdicts to read
+    from the step's answers (None: it was decided before)."""
+
+    conversation: str
+    quiet: bool = False
+    has_conversation: bool = True
+    writes: redis.client.Pipeline | None = None
+    lanes: str = ""
+    delivery_id: str = ""
+    new: Decision | None = None
+    verdicts: list[tuple[str, Verdict]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A lane the step that left the inbox empty took for this drain."""
+
+    member: str
+    head: Head
+    admitted: Mapping[str, str | None]
 
 
 class ConversationProcessor:
@@ -96,6 +114,8 @@ class ConversationProcessor:
         run_budget: float = 20.0,
         stopping: Callable[[], bool] = lambda: False,
         metrics: WorkerMetrics | None = None,
+        park_lane: Callable[[str, float], None] | None = None,
+        lane_leases: LeaseKeeper | None = None,
     ) -> None:
         self._store = store
         self._rules = rules
@@ -106,7 +126,7 @@ class ConversationProcessor:
         self._run_budget = run_budget
         self._stopping = stopping
         self._metrics = metrics or WorkerMetrics()
-        self._steps = DrainSteps(store.client, dry_run=dry_run)
+        self._steps = DrainSteps(store.client, dry_run=dry_run, retention=store.retention)
         self._shadows = ShadowRunner(store, clock=clock)
         self._runner = ActionRunner(
             store=store,
@@ -119,22 +139,48 @@ class ConversationProcessor:
             breaker=RunawayBreaker(store.client),
             limits=lambda: rules().limits,
         )
+        self._lanes = LaneDrainer(
+            store=store,
+            steps=self._steps,
+            runner=self._runner,
+            leases=lane_leases or LeaseKeeper(LaneLocks(store), ttl=self._leases.ttl_ms / 1000),
+            park=park_lane
+            or ParkingLot(store.client, key=keys.PARKED_LANES, ready_key=keys.READY_LANES).park,
+            clock=clock,
+        )
 
     def drain(self, conversation: str) -> DrainReport:
-        """Process the conversation's inbox until it is empty, it must wait, or time is up."""
+        """Process the conversation's inbox until it is empty, it must wait, or time is up;
+        then its lanes, each unless another drain holds it."""
         token = secrets.token_hex(8)
         started = self._clock()
+        budget = self._budget(started)
         head = self._steps.begin(conversation, token, ttl_ms=self._leases.ttl_ms, now=started)
         if head is False:
-            return DrainReport(busy=True)
-        if head is True:
-            return DrainReport()
-        return self._drain_from(conversation, token, head, started, next_token=None)[0]
+            report = DrainReport(busy=True)
+        elif head is True:
+            report = DrainReport()
+        else:
+            report = self._drain_from(conversation, token, head, budget, None)[0]
+        parked = [] if report.parked_until is None else [report.parked_until]
+        for letter in "ah":
+            member = keys.lane_member(letter, conversation)
+            lane_head = self._steps.begin_lane(
+                member, token, ttl_ms=self._leases.ttl_ms, now=self._clock()
+            )
+            if lane_head is not None:
+                until = self._lanes.drain(member, token, lane_head, budget, next_token=None)[1]
+                parked += [] if until is None else [until]
+        return replace(report, parked_until=min(parked, default=None))
+
+    def _budget(self, started: float) -> Budget:
+        return Budget(started, self._run_budget, self._clock, self._stopping)
 
     def drain_ready(self) -> DrainReport:
-        """Take ready conversations (worker.storage.drains) one after another and drain
-        each, until none is ready or the run budget is spent (then wake another drain)."""
+        """Take ready lanes and conversations (worker.storage.drains) one after another and
+        drain each, until none is ready or the run budget is spent (then wake another)."""
         started = self._clock()
+        budget = self._budget(started)
         processed = 0
         woken = True
         while True:
@@ -146,32 +192,44 @@ class ConversationProcessor:
             taken = self._steps.take_ready(token, ttl_ms=self._leases.ttl_ms, now=now, woken=woken)
             woken = False
             while isinstance(taken, tuple):
-                conversation, head = taken
+                kind, name, head = taken
                 in_time = self._clock() - started <= self._run_budget and not self._stopping()
                 following = secrets.token_hex(8) if in_time else None
-                report, taken = self._drain_from(
-                    conversation, token, head, self._clock(), next_token=following
-                )
-                processed += report.processed
+                if kind == CONVERSATION:
+                    report, taken = self._drain_from(name, token, head, budget, following)
+                    processed += report.processed
+                else:
+                    _, _, taken = self._lanes.drain(name, token, head, budget, next_token=following)
                 token = following or ""
             if taken is None:
                 return DrainReport(processed)
 
     def _drain_from(
-        self, conversation: str, token: str, head: Head, started: float, *, next_token: str | None
+        self, conversation: str, token: str, head: Head, budget: Budget, next_token: str | None
     ) -> tuple[DrainReport, Taken]:
         """Drain a conversation whose lock (`token`) this drain took with its first item.
-        With `next_token`, the step that finishes it takes the next ready conversation:
-        returned (with that token holding its lock); AGAIN when it took none."""
+        With `next_token`, the step that finishes it takes the next ready work: returned
+        (with that token holding its lock); AGAIN when it took none. When the last step
+        hands this drain a lane (its lock held with `token`), the lane is drained next."""
         released = False
         try:
             with self._leases.hold(conversation, token) as lease:
                 report, released, taken = self._drain_locked(
-                    conversation, token, lease, head, started, next_token
+                    conversation, token, lease, head, budget, next_token
                 )
         finally:
             if not released:
                 self._store.release(conversation, token)
+        if isinstance(taken, _Claimed):
+            _, parked, taken = self._lanes.drain(
+                taken.member,
+                token,
+                taken.head,
+                budget,
+                next_token=next_token,
+                admitted=taken.admitted,
+            )
+            report = DrainReport(report.processed, parked_until=parked)
         return report, taken
 
     def _drain_locked(
@@ -180,18 +238,17 @@ class ConversationProcessor:
         token: str,
         lease: Lease,
         head: Head,
-        started: float,
+        budget: Budget,
         next_token: str | None,
-    ) -> tuple[DrainReport, bool, Taken]:
+    ) -> tuple[DrainReport, bool, Taken | _Claimed]:
         """Work through the inbox from `head`; return the report, whether the last step
         released the lock (the inbox was left empty), and what it took next."""
         processed = 0
         while True:
             try:
-                quiet, has_conversation, outcomes = self._process(
-                    conversation, head, lease, started
-                )
-            except _Stop as stop:
+                budget.check(lease)
+                decided = self._process(conversation, head)
+            except Stop as stop:
                 if stop.until is None:
                     return DrainReport(processed), False, AGAIN
                 self._park(conversation, stop.until)
@@ -203,67 +260,80 @@ class ConversationProcessor:
                 head.item,
                 ttl_ms=self._leases.ttl_ms,
                 now=self._clock(),
-                record_ttl=None if has_conversation else keys.QUIET_RECORD_TTL,
-                pop_fields=["raw"] if quiet and not has_conversation else [],
+                record_ttl=None if decided.has_conversation else keys.QUIET_RECORD_TTL,
+                pop_fields=["raw"] if decided.quiet and not decided.has_conversation else [],
                 next_token=next_token,
-                after=outcomes,
+                after=decided.writes,
+                lanes=decided.lanes,
+                delivery_id=decided.delivery_id,
             )
+            admitted = self._settle(decided, step.answers)
+            if step.lane is not None:
+                member, lane_head = step.lane
+                return DrainReport(processed), True, _Claimed(member, lane_head, admitted)
             if step.head is None:
                 report = DrainReport(processed)
                 return report, not step.lost, step.taken if step.asked else AGAIN
             head = step.head
 
-    def _check(self, lease: Lease, started: float) -> None:
-        """Raise _Stop unless this drain may start one more action."""
-        if lease.lost:
-            raise _Stop(None)
-        now = self._clock()
-        if now - started > self._run_budget or self._stopping():
-            raise _Stop(now)
+    def _settle(self, decided: _Decided, answers: Sequence[object]) -> dict[str, str | None]:
+        """After the step that stored a new decision: the breaker's verdicts on its calls.
+        When another drain had decided the item first (a lost lock), its lanes are given the
+        item too (a lane finds what it has to do in the stored decision)."""
+        if decided.new is None or not answers:
+            return {}
+        held = self._store.decision_that_holds(decided.new, answers[0])
+        if held is not decided.new:
+            log.warning("item decided twice", extra={"delivery_id": decided.delivery_id})
+            self._store.hand_to_lanes(decided.conversation, decided.delivery_id, "ah")
+            return {}
+        verdicts = decided.verdicts
+        return {
+            key: v(a) for (key, v), a in zip(verdicts, answers[1 : 1 + len(verdicts)], strict=True)
+        }
 
-    def _process(
-        self, conversation: str, head: Head, lease: Lease, started: float
-    ) -> tuple[bool, bool, redis.client.Pipeline | None]:
-        """Decide the item (once) and carry out its actions; return (quiet: no rule
-        listened, has a conversation, the last outcome's write still to send). Raise _Stop
-        when the drain must stop first."""
-        self._check(lease, started)
+    def _process(self, conversation: str, head: Head) -> _Decided:
+        """Decide the item (once), record at once what needs no call (skipped actions, a
+        dry run's), and say which lanes carry out the rest."""
         opened = self._open(conversation, head)
         if opened is None:
-            return False, True, None
+            return _Decided(conversation)
         record, event, wait = opened
         state = self._state_of(conversation, record, head)
         decision = record.decision
-        admitted: dict[str, str | None] = {}
+        writes = self._store.client.pipeline(transaction=False)
+        new = None
+        verdicts: list[tuple[str, Verdict]] = []
         if decision is None:
-            decided = self._decide(conversation, record, event, wait, state)
-            # one round trip: the decision, and the breaker's verdicts on its calls
-            pipe = self._store.client.pipeline(transaction=False)
-            self._store.store_decision(record, decided, state, pipe=pipe)
-            verdicts = self._runner.queue_admissions(pipe, record, decided, self._clock())
-            answers = pipe.execute()
-            decision = self._store.decision_that_holds(decided, answers[0])
+            new = self._decide(conversation, record, event, wait, state)
+            self._store.store_decision(record, new, state, pipe=writes)
+            verdicts = self._runner.queue_admissions(writes, record, new, self._clock())
+            decision = new
+            if self._rules().shadow_rules:  # shadows are decided after the live decision
+                answers = writes.execute()
+                decision = self._store.decision_that_holds(new, answers[0])
+                new, verdicts = None, []
             record = replace(record, decision=decision, state_before=state)
-            if decision is decided:
-                state = decision.state_after
-                admitted = {
-                    key: verdict(answer)
-                    for (key, verdict), answer in zip(verdicts, answers[1:], strict=True)
-                }
-            else:  # another drain decided it first: read what it left
-                state = self._store.state(conversation, record.view)
             self._observe(record, event, wait, decision)
         self._shadows.run(self._rules(), record, event, wait, decision)
-        pending = [action for action in decision.actions if action.key not in record.done]
-        outcomes = None
-        for action in pending:
-            self._check(lease, started)
-            if action is pending[-1]:  # its outcome leaves with the step to the next item
-                outcomes = self._store.client.pipeline(transaction=False)
-            until, state = self._runner.run(record, event, action, state, admitted, outcomes)
-            if until is not None:
-                raise _Stop(until)
-        return is_quiet(decision), event.conversation_id is not None, outcomes
+        lanes = set()
+        for action in decision.actions:
+            if action.key in record.done:
+                continue
+            if action.skip_reason is not None or record.dry_run:
+                self._runner.run(record, event, action, state, None, writes)
+            else:
+                lanes.add(destination(action.kind))
+        return _Decided(
+            conversation,
+            quiet=is_quiet(decision),
+            has_conversation=event.conversation_id is not None,
+            writes=writes,
+            lanes="".join(sorted(lanes)),  # "a" first: the drain itself takes it
+            delivery_id=record.delivery_id,
+            new=new,
+            verdicts=verdicts,
+        )
 
     def _state_of(self, conversation: str, record: DeliveryRecord, head: Head) -> ConversationState:
         """The conversation's state in the record's view, as the step that opened the head

@@ -40,6 +40,7 @@ from worker.helpdesks.http import new_http_client
 from worker.live_rules import REFRESH_INTERVAL
 from worker.metrics import WorkerMetrics
 from worker.processing.actions import ActionExecutor
+from worker.processing.lanes import LaneLocks
 from worker.processing.processor import ConversationProcessor
 from worker.processing.timer_items import timer_release
 from worker.settings import Settings
@@ -78,6 +79,9 @@ class WorkerProcess:
         self.store = ConversationStore(self.redis, retention=settings.state_retention)
         self.limiter = RateLimiter(self.redis)
         self.parking = ParkingLot(self.redis)
+        self.lane_parking = ParkingLot(
+            self.redis, key=keys.PARKED_LANES, ready_key=keys.READY_LANES
+        )
         self.timers = ParkingLot(self.redis, key=keys.TIMERS, inbox_ttl=settings.state_retention)
         self.dead_letters = DeadLetterQueue(
             self.redis,
@@ -87,6 +91,9 @@ class WorkerProcess:
             on_drop=self._dropped,
         )
         self.leases = LeaseKeeper(self.store, ttl=settings.conversation_lock_seconds)
+        self.lane_leases = LeaseKeeper(
+            LaneLocks(self.store), ttl=settings.conversation_lock_seconds
+        )
         self._stopping = threading.Event()
         self._http: list[httpx.Client] = []
         awalchat, helpwave = self._clients()
@@ -102,6 +109,8 @@ class WorkerProcess:
             dead_letters=self.dead_letters,
             park=self.parking.park,
             leases=self.leases,
+            park_lane=self.lane_parking.park,
+            lane_leases=self.lane_leases,
             dry_run=settings.dry_run,
             stopping=self._stopping.is_set,
             metrics=self.metrics,
@@ -166,9 +175,20 @@ class WorkerProcess:
             queue=keys.CELERY_QUEUE,
             build_message=drain_message,
         )
+        lane_recovery = Recovery(
+            self.redis,
+            lock_key=keys.lane_lock,
+            inbox_key=keys.lane,
+            parked_key=self.lane_parking.key,
+            queue=keys.READY_LANES,
+            build_message=lambda member: member,
+            active_key=keys.ACTIVE_LANES,
+        )
         self._serve_metrics()
         self._background = [
             ParkedReleaser(self.parking, ready),
+            ParkedReleaser(self.lane_parking, ready),
+            Periodic("lane-recovery", RECOVERY_INTERVAL, lambda: lane_recovery.sweep(time.time())),
             ParkedReleaser(self.timers, timer_release),
             Periodic("rules", REFRESH_INTERVAL, self.rules.refresh),
             Periodic("recovery", RECOVERY_INTERVAL, lambda: recovery.sweep(time.time())),
@@ -224,6 +244,7 @@ class WorkerProcess:
     def close(self) -> None:
         self.stop_background()
         self.leases.stop()
+        self.lane_leases.stop()
         for client in self._http:
             client.close()
         self.redis.close()

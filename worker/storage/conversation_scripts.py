@@ -9,7 +9,29 @@ from typing import Final
 # upgrade) gets id, conversation, event, rules (ARGV[10..12]). With a conversation (KEYS[2]):
 # its state (TTL ARGV[9]), waits (KEYS[5]: ARGV[13] adds with scores, then removals), and
 # its log, whose record pushed out is deleted.
-STORE_DECISION: Final = """
+STORE_DECISION: Final = (
+    """
+-- Lanes write a few fields of the state while the next events are decided (LANE_FIELDS):
+-- when the stored state is no longer the one the decision read, a field the decision did
+-- not change keeps its stored value.
+local function merged_state(key, before, after)
+  local stored = redis.call('GET', key)
+  if not stored or stored == before then return after end
+  local ok, now = pcall(cjson.decode, stored)
+  if not ok or type(now) ~= 'table' then return after end
+  local b, a = cjson.decode(before), cjson.decode(after)
+  local changed = false
+  for _, f in ipairs({"""
+    + ", ".join(f"'{f}'" for f in ("ticket_open", "helpwave_ticket_id", "helpwave_ticket_planned"))
+    + """}) do
+    if a[f] == b[f] and now[f] ~= nil and now[f] ~= a[f] then
+      a[f] = now[f]
+      changed = true
+    end
+  end
+  if changed then return cjson.encode(a) end
+  return after
+end
 local existing = redis.call('HGET', KEYS[1], 'decision')
 if existing then return existing end
 redis.call('HSET', KEYS[1], 'decision', ARGV[1])
@@ -19,7 +41,7 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
            'd', ARGV[4], 'c', ARGV[10], 'e', ARGV[11], 'r', ARGV[12])
 if KEYS[2] ~= '' then
   redis.call('HSET', KEYS[1], 'state_before', ARGV[2])
-  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[9])
+  redis.call('SET', KEYS[2], merged_state(KEYS[2], ARGV[2], ARGV[3]), 'EX', ARGV[9])
   local adds = tonumber(ARGV[13])
   for i = 14, 13 + 2 * adds, 2 do redis.call('ZADD', KEYS[5], ARGV[i + 1], ARGV[i]) end
   for i = 14 + 2 * adds, #ARGV do redis.call('ZREM', KEYS[5], ARGV[i]) end
@@ -32,12 +54,22 @@ if KEYS[2] ~= '' then
 end
 return false
 """
+)
 
-# Record an action's outcome once, together with the conversation state it leads to.
+# Record an action's outcome once, together with what it teaches the state: ARGV[3] a JSON
+# object of fields merged into the stored state ('' none), unless KEYS[3] (a lane, '' for
+# none) holds more than the action's own item (later decisions projected past it).
 COMPLETE_ACTION: Final = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+if ARGV[3] ~= '' and (KEYS[3] == '' or redis.call('LLEN', KEYS[3]) <= 1) then
+  local stored = redis.call('GET', KEYS[2])
+  if stored then
+    local state = cjson.decode(stored)
+    for field, value in pairs(cjson.decode(ARGV[3])) do state[field] = value end
+    redis.call('SET', KEYS[2], cjson.encode(state), 'KEEPTTL')
+  end
+end
 return 1
 """
 

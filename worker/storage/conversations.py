@@ -9,6 +9,8 @@ Key names and their expiries live in `worker.storage.keys`; the receiver's
     tw:inbox:{conv}      list  delivery ids in arrival order
     tw:state:{conv}      str   ConversationState JSON (tw:dry:state:{conv}: the dry-run view)
     tw:lock:{conv}       str   the token of the one process draining the conversation
+    tw:lane:{d}:{conv}   list  delivery ids whose actions for destination d wait
+                               (worker.processing.lanes)
     tw:decisions[:conv:{conv}]  the decision log: a stream (decision_index), id lists
 
 Retention: a conversation's state, inbox, per-conversation log and delivery records expire
@@ -60,6 +62,11 @@ class ConversationStore:
         self._create = client.register_script(scripts.CREATE_RECORD)
 
     @property
+    def retention(self) -> int:
+        """STATE_RETENTION in seconds."""
+        return self._retention
+
+    @property
     def client(self) -> redis.Redis:
         """The Redis client the store uses."""
         return self._redis
@@ -86,6 +93,13 @@ class ConversationStore:
     def release(self, conversation: str, token: str) -> None:
         self._release(keys=[keys.lock(conversation)], args=[token])
 
+    def extend_lane(self, member: str, token: str, ttl_ms: int) -> bool:
+        """Push a lane lock's expiry out; False when it was lost."""
+        return bool(self._extend(keys=[keys.lane_lock(member)], args=[token, ttl_ms]))
+
+    def release_lane(self, member: str, token: str) -> None:
+        self._release(keys=[keys.lane_lock(member)], args=[token])
+
     # inbox -----------------------------------------------------------------
     def head(self, conversation: str) -> str | None:
         value = cast(bytes | None, self._redis.lindex(keys.inbox(conversation), 0))
@@ -104,6 +118,17 @@ class ConversationStore:
             keys=[keys.inbox(conversation), keys.ACTIVE, keys.delivery(item)],
             args=[item, conversation, ttl, *drop],
         )
+
+    def hand_to_lanes(self, conversation: str, delivery_id: str, lanes: str) -> None:
+        """Put a delivery at the end of the conversation's `lanes` (destination letters) and
+        make them ready: for a delivery whose stored decision a drain did not make."""
+        pipe = self._redis.pipeline(transaction=True)
+        for letter in lanes:
+            member = keys.lane_member(letter, conversation)
+            pipe.rpush(keys.lane(member), delivery_id)
+            pipe.expire(keys.lane(member), self._retention)
+            pipe.rpush(keys.READY_LANES, member)
+        pipe.execute()
 
     def mark_active(self, conversation: str, now: float) -> None:
         """A drain works on the conversation (see worker.delivery.recovery)."""
@@ -205,24 +230,26 @@ class ConversationStore:
         action_key: str,
         outcome: Mapping[str, Any],
         *,
-        state: ConversationState | None,
+        changes: Mapping[str, Any] | None = None,
+        unless_lane_moved: str = "",
         pipe: redis.client.Pipeline | None = None,
     ) -> bool:
-        """Record an action's outcome and the state it leads to, atomically, once (with
-        `pipe`: queued on it, sent with what follows; True)."""
-        state_json = compact(state.to_json()) if state is not None else ""
+        """Record an action's outcome once, atomically with what it teaches the state:
+        `changes`, fields merged into the stored state (the rest of it is the decisions'),
+        left out when the lane `unless_lane_moved` (a lane member) holds more than this
+        item. With `pipe`: queued on it, sent with what follows; True."""
         return bool(
             self._complete(
                 client=pipe,
                 keys=[
                     keys.delivery(record.delivery_id),
                     keys.state(record.conversation, record.view),
+                    keys.lane(unless_lane_moved) if unless_lane_moved else "",
                 ],
                 args=[
                     f"done:{action_key}",
                     compact(dict(outcome)),
-                    state_json,
-                    self.state_ttl(state) if state is not None else self._retention,
+                    compact(dict(changes)) if changes else "",
                 ],
             )
         )

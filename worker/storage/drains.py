@@ -26,6 +26,15 @@ threads join in; `nudge` does the same when a drain stops with work left. A woke
 `advance` that leaves its conversation empty takes the next ready one in the same script
 (`next_token`): one round trip from one conversation to the next.
 
+Lanes (worker.processing.lanes): `advance` also hands the finished item's delivery id to
+the lanes of the destinations that still have actions of it to carry out
+(`tw:lane:{d}:{conv}`, d = a AwalChat, h HelpWave); a lane that was empty is made ready
+(`tw:ready:lanes`), or, when the conversation's inbox is left empty, taken by the drain
+itself (its lock `tw:lanelock:{d}:{conv}`): one round trip from a decision to carrying it
+out. Ready lanes are taken before ready conversations (`take_ready`), and a lane's
+`advance_lane` pops its finished head and opens the next, or lets the lane go and takes
+the next ready work, like `advance`.
+
 A timer item (`t...`, worker.storage.timers) is opened with the state of its own view only:
 its delivery record is made when it is carried out (worker.processing.timer_items).
 """
@@ -34,128 +43,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, cast
 
 import redis
 
 from worker.engine.model import ConversationState
+from worker.storage import drain_scripts as scripts
 from worker.storage import keys
-from worker.storage.timers import TIMER_ITEM
 from worker.storage.wire import wake_message
-
-# Every script: KEYS active, ready, wakes, queue (+ the finished item's record for advance).
-# ARGV 1 token, 2 lock ttl ms, 3 now, 4 delivery prefix, 5 live and 6 dry state prefixes,
-# 7 dry flag (the worker runs dry), 8 a wake message, 9 wakes ttl, 10 lock prefix,
-# 11 inbox prefix, then each script's own (12...).
-_FUNCTIONS: Final = (
-    """
-local A = ARGV
--- nil for an empty inbox, else {item, record fields (flat), state JSON or ''}
-local function open_head(conv)
-  local item = redis.call('LINDEX', A[11] .. conv, 0)
-  if not item then return nil end
-  if string.sub(item, 1, 1) == '"""
-    + TIMER_ITEM
-    + """' then
-    local prefix = string.sub(item, 2, 2) == 'd' and A[6] or A[5]
-    return {item, {}, redis.call('GET', prefix .. conv) or ''}
-  end
-  local fields = redis.call('HGETALL', A[4] .. item)
-  local dry = A[7] == '1'
-  if not dry then
-    for i = 1, #fields, 2 do
-      if fields[i] == 'dry_run' then dry = fields[i + 1] == '1' end
-    end
-  end
-  return {item, fields, redis.call('GET', (dry and A[6] or A[5]) .. conv) or ''}
-end
-local function wakes() return tonumber(redis.call('GET', KEYS[3]) or '0') end
--- {}: nothing ready; {''}: only held or finished conversations popped; {conv, head}
-local function take_ready(token)
-  for _ = 1, 50 do
-    local conv = redis.call('LPOP', KEYS[2])
-    if not conv then return {} end
-    local lock = A[10] .. conv
-    if redis.call('SET', lock, token, 'NX', 'PX', A[2]) then
-      local head = open_head(conv)
-      if head then
-        redis.call('ZADD', KEYS[1], A[3], conv)
-        if redis.call('LLEN', KEYS[2]) > 0 and wakes() == 0 then
-          redis.call('INCR', KEYS[3])
-          redis.call('EXPIRE', KEYS[3], A[9])
-          redis.call('LPUSH', KEYS[4], A[8])
-        end
-        return {conv, head}
-      end
-      redis.call('DEL', lock)
-    end
-  end
-  return {''}
-end
-"""
-)
-
-# ARGV 12 conversation. false: locked by another drain; {}: empty; else the head.
-_BEGIN: Final = (
-    _FUNCTIONS
-    + """
-local conv = A[12]
-local lock = A[10] .. conv
-if not redis.call('SET', lock, A[1], 'NX', 'PX', A[2]) then return false end
-local head = open_head(conv)
-if not head then
-  redis.call('DEL', lock)
-  redis.call('ZREM', KEYS[1], conv)
-  return {}
-end
-redis.call('ZADD', KEYS[1], A[3], conv)
-return head
-"""
-)
-
-# ARGV 12 woken ('1': the drain's first call: one wake message is used up).
-_TAKE_READY: Final = (
-    _FUNCTIONS
-    + """
-if A[12] == '1' and wakes() > 0 then redis.call('DECR', KEYS[3]) end
-return take_ready(A[1])
-"""
-)
-
-# KEYS 5 the finished item's record. ARGV 12 conversation, 13 item, 14 its record's new
-# TTL ('' keeps it), 15 the next conversation's token ('': take none), 16... record fields
-# to drop. false: the lock is lost; {'head', head}; {'empty'}; {'taken', take_ready(...)}.
-_ADVANCE: Final = (
-    _FUNCTIONS
-    + """
-local conv, item = A[12], A[13]
-local lock, inbox = A[10] .. conv, A[11] .. conv
-if redis.call('GET', lock) ~= A[1] then return false end
-if redis.call('LINDEX', inbox, 0) == item then
-  redis.call('LPOP', inbox)
-  if #A > 15 then redis.call('HDEL', KEYS[5], unpack(A, 16)) end
-  if A[14] ~= '' then redis.call('EXPIRE', KEYS[5], A[14]) end
-end
-local head = open_head(conv)
-if head then return {'head', head} end
-redis.call('ZREM', KEYS[1], conv)
-redis.call('DEL', lock)
-if A[15] == '' then return {'empty'} end
-return {'taken', take_ready(A[15])}
-"""
-)
-
-# KEYS: ready, wakes, queue. ARGV: a wake message, wakes ttl. Queue it when conversations
-# are ready and no wake message waits; 1 if queued.
-_NUDGE: Final = """
-if redis.call('LLEN', KEYS[1]) == 0 then return 0 end
-if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then return 0 end
-redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('LPUSH', KEYS[3], ARGV[1])
-return 1
-"""
 
 AGAIN: Final = "again"
 
@@ -175,21 +71,28 @@ def head_state(head: Head) -> ConversationState | None:
     return ConversationState.from_json(json.loads(head.state)) if head.state else None
 
 
-Taken = tuple[str, Head] | str | None
-"""What taking a ready conversation found: (conversation, its head); AGAIN when only held
-or finished conversations were popped (take again); None when none is ready."""
+CONVERSATION: Final = "c"
+LANE: Final = "l"
+
+Taken = tuple[str, str, Head] | str | None
+"""What taking ready work found: (CONVERSATION, conversation, its inbox's head) or (LANE,
+lane member, the lane's head); AGAIN when only held or finished work was popped (take
+again); None when nothing is ready."""
 
 
 @dataclass(frozen=True)
 class Advanced:
     """What `advance` did: `head` is the conversation's next item (None: it is finished and
-    its lock released; `lost`: the lock was lost); `taken` what it then took from
-    `tw:ready` when asked to (`asked`)."""
+    its lock released; `lost`: the lock was lost); `lane`: the lane (member, head) it took
+    for the drain instead; `taken` what it then took from the ready lists when asked to
+    (`asked`)."""
 
     head: Head | None = None
     lost: bool = False
     asked: bool = False
     taken: Taken = None
+    lane: tuple[str, Head] | None = None
+    answers: Sequence[object] = ()
 
 
 def _head(reply: object) -> Head:
@@ -204,18 +107,41 @@ def _taken(reply: object) -> Taken:
         return None
     if len(parts) == 1:
         return AGAIN
-    return cast(bytes, parts[0]).decode(), _head(parts[1])
+    kind, name, head = parts
+    return cast(bytes, kind).decode(), cast(bytes, name).decode(), _head(head)
+
+
+def _advanced(reply: object) -> Advanced:
+    if reply is None:
+        return Advanced(lost=True)
+    kind, *rest = cast(list[object], reply)
+    if kind == b"head":
+        return Advanced(head=_head(rest[0]))
+    if kind == b"empty":
+        return Advanced()
+    if kind == b"lane":
+        return Advanced(lane=(cast(bytes, rest[0]).decode(), _head(rest[1])))
+    return Advanced(asked=True, taken=_taken(rest[0]))
 
 
 class DrainSteps:
     """The scripts of a drain (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis, *, dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        dry_run: bool = False,
+        retention: int = keys.DEFAULT_STATE_RETENTION,
+    ) -> None:
         self._dry_run = dry_run
-        self._begin = client.register_script(_BEGIN)
-        self._advance = client.register_script(_ADVANCE)
-        self._take_ready = client.register_script(_TAKE_READY)
-        self._nudge = client.register_script(_NUDGE)
+        self._retention = retention
+        self._begin = client.register_script(scripts.BEGIN)
+        self._advance = client.register_script(scripts.ADVANCE)
+        self._lane_advance = client.register_script(scripts.LANE_ADVANCE)
+        self._begin_lane = client.register_script(scripts.BEGIN_LANE)
+        self._take_ready = client.register_script(scripts.TAKE_READY)
+        self._nudge = client.register_script(scripts.NUDGE)
 
     def _common(self, token: str, ttl_ms: int, now: float) -> list[str | int]:
         return [
@@ -230,17 +156,34 @@ class DrainSteps:
             keys.WAKES_TTL,
             keys.lock(""),
             keys.inbox(""),
+            keys.lane(""),
+            keys.lane_lock(""),
+            self._retention,
         ]
 
-    _KEYS: Final = [keys.ACTIVE, keys.READY, keys.WAKES, keys.CELERY_QUEUE]
+    _KEYS: Final = [
+        keys.ACTIVE,
+        keys.READY,
+        keys.WAKES,
+        keys.CELERY_QUEUE,
+        keys.READY_LANES,
+        keys.ACTIVE_LANES,
+    ]
 
     def begin(self, conversation: str, token: str, *, ttl_ms: int, now: float) -> Head | bool:
         """Take the conversation's lock and open its first item: the Head; True when the
         inbox is empty (nothing taken); False when another drain holds the lock."""
-        reply = self._begin(keys=self._KEYS, args=[*self._common(token, ttl_ms, now), conversation])
+        args = [*self._common(token, ttl_ms, now), conversation]
+        reply = self._begin(keys=self._KEYS, args=args)
         if reply is None:
             return False
         return _head(reply) if reply else True
+
+    def begin_lane(self, member: str, token: str, *, ttl_ms: int, now: float) -> Head | None:
+        """Take a lane's lock and open its head; None when it is held or empty."""
+        args = [*self._common(token, ttl_ms, now), member]
+        reply = self._begin_lane(keys=self._KEYS, args=args)
+        return _head(reply) if reply else None
 
     def take_ready(self, token: str, *, ttl_ms: int, now: float, woken: bool) -> Taken:
         """Take a ready conversation and open its head (see `Taken`). `woken`: the drain's
@@ -262,10 +205,14 @@ class DrainSteps:
         pop_fields: Sequence[str],
         next_token: str | None = None,
         after: redis.client.Pipeline | None = None,
+        lanes: str = "",
+        delivery_id: str = "",
     ) -> Advanced:
-        """Finish `item` (the head) and open the next one; when the conversation is left
-        empty and `next_token` is given, take the next ready conversation with it. `after`:
-        a pipeline holding writes that go first (the item's last outcome), sent together."""
+        """Finish `item` (the head): hand `delivery_id` to the `lanes` (destination letters,
+        in the order their actions run) and open the next item. When the conversation is
+        left empty, the first lane that was empty is taken for this drain (`lane`), else,
+        with `next_token`, the next ready work. `after`: a pipeline holding writes that go
+        first (the decision, the item's outcomes), sent together."""
         script_keys = [*self._KEYS, keys.delivery(item)]
         args = [
             *self._common(token, ttl_ms, now),
@@ -273,25 +220,39 @@ class DrainSteps:
             item,
             "" if record_ttl is None else str(record_ttl),
             next_token or "",
+            delivery_id,
+            lanes,
             *pop_fields,
         ]
         if after is None:
-            reply = self._advance(keys=script_keys, args=args)
-        else:
-            self._advance(keys=script_keys, args=args, client=after)
-            reply = after.execute()[-1]
-        if reply is None:
-            return Advanced(lost=True)
-        kind, *rest = cast(list[object], reply)
-        if kind == b"head":
-            return Advanced(head=_head(rest[0]))
-        if kind == b"empty":
-            return Advanced()
-        return Advanced(asked=True, taken=_taken(rest[0]))
+            return _advanced(self._advance(keys=script_keys, args=args))
+        self._advance(keys=script_keys, args=args, client=after)
+        answers = after.execute()
+        return replace(_advanced(answers[-1]), answers=answers[:-1])
+
+    def advance_lane(
+        self,
+        member: str,
+        token: str,
+        delivery_id: str,
+        *,
+        ttl_ms: int,
+        now: float,
+        next_token: str | None = None,
+        after: redis.client.Pipeline | None = None,
+    ) -> Advanced:
+        """Finish the lane's head `delivery_id` and open the next one (`head`), or let the
+        lane go and, with `next_token`, take the next ready work. `after` as for `advance`."""
+        args = [*self._common(token, ttl_ms, now), member, delivery_id, next_token or ""]
+        if after is None:
+            return _advanced(self._lane_advance(keys=self._KEYS, args=args))
+        self._lane_advance(keys=self._KEYS, args=args, client=after)
+        return _advanced(after.execute()[-1])
 
     def nudge(self) -> bool:
-        """Queue a wake message when conversations are ready and none waits."""
+        """Queue a wake message when work is ready and none waits."""
         reply = self._nudge(
-            keys=[keys.READY, keys.WAKES, keys.CELERY_QUEUE], args=[wake_message(), keys.WAKES_TTL]
+            keys=[keys.READY, keys.WAKES, keys.CELERY_QUEUE, keys.READY_LANES],
+            args=[wake_message(), keys.WAKES_TTL],
         )
         return bool(reply)

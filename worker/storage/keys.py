@@ -41,6 +41,16 @@ expiry that is not listed as bounded.
                                                                by the backlog, like the queue
     tw:wakes                         string  receiver, worker  the count of queued wake messages;
                                                                WAKES_TTL after the last one
+    tw:lane:{d}:{conv}               list    worker            delivery ids whose actions for
+                                                               destination d (a: AwalChat,
+                                                               h: HelpWave) wait; STATE_RETENTION
+                                                               after the last push
+    tw:lanelock:{d}:{conv}           string  worker            the lane lock's TTL (renewed)
+    tw:ready:lanes                   list    worker            a lane member ("d:conv") per lane
+                                                               made ready: one per lane at most
+                                                               (pushed when its lane was empty)
+    tw:parked:lanes                  zset    worker            a member per lane waiting for a time
+    tw:active:lanes                  zset    worker            a member per lane being drained
     tw:timers                        zset    worker            a member per pending wait (rules
                                                                with `after:`); removed when it is
                                                                released, restarted or cancelled
@@ -90,6 +100,9 @@ LEGACY_DECISIONS: Final = f"{PREFIX}decisions:v1"
 PARKED: Final = f"{PREFIX}parked"
 ACTIVE: Final = f"{PREFIX}active"
 TIMERS: Final = f"{PREFIX}timers"
+READY_LANES: Final = f"{PREFIX}ready:lanes"
+PARKED_LANES: Final = f"{PREFIX}parked:lanes"
+ACTIVE_LANES: Final = f"{PREFIX}active:lanes"
 READY: Final = f"{PREFIX}ready"
 WAKES: Final = f"{PREFIX}wakes"
 DLQ: Final = f"{PREFIX}dlq"
@@ -135,6 +148,20 @@ def shadow_hour(tag: str, hour: int) -> str:
 
 def lock(conversation: str) -> str:
     return f"{PREFIX}lock:{conversation}"
+
+
+def lane(member: str) -> str:
+    """A lane's list of delivery ids; `member` is "d:conv" (`lane_member`)."""
+    return f"{PREFIX}lane:{member}"
+
+
+def lane_lock(member: str) -> str:
+    return f"{PREFIX}lanelock:{member}"
+
+
+def lane_member(destination: str, conversation: str) -> str:
+    """A lane's name: its destination letter (a: AwalChat, h: HelpWave), then the conversation."""
+    return f"{destination}:{conversation}"
 
 
 def conversation_log(conversation: str) -> str:
@@ -209,6 +236,11 @@ KEYS: Final = (
     KeySpec(ACTIVE, "zset", "worker", False, "one member per draining conversation", exact=True),
     KeySpec(READY, "list", "receiver, worker", False, "the backlog not yet taken", exact=True),
     KeySpec(WAKES, "string", "receiver, worker", True, "WAKES_TTL: 30 s", exact=True),
+    KeySpec(f"{PREFIX}lane:", "list", "worker", True, "STATE_RETENTION after a push"),
+    KeySpec(f"{PREFIX}lanelock:", "string", "worker", True, "the lock TTL, renewed while held"),
+    KeySpec(READY_LANES, "list", "worker", False, "one member per ready lane", exact=True),
+    KeySpec(PARKED_LANES, "zset", "worker", False, "one member per waiting lane", exact=True),
+    KeySpec(ACTIVE_LANES, "zset", "worker", False, "one member per draining lane", exact=True),
     KeySpec(TIMERS, "zset", "worker", False, "one member per pending wait", exact=True),
     KeySpec(RATE_PREFIX, "hash", "worker", True, "RATE_TTL: 2 days after the last call"),
     KeySpec(WORKER_PREFIX, "string", "worker", True, "WORKER_HEARTBEAT_TTL: 30 s"),

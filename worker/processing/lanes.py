@@ -1,0 +1,199 @@
+"""Carrying out decided actions: one lane per conversation and destination.
+
+The drain (worker.processing.processor) decides a conversation's events one at a time, in
+arrival order, against the state the earlier decisions projected, and hands each decided
+delivery to the lanes of the destinations that still have actions of it to carry out:
+`tw:lane:a:{conv}` (AwalChat opens and closes) and `tw:lane:h:{conv}` (HelpWave creates and
+comments), lists of delivery ids (worker.storage.drains `advance`). Then it decides the next
+event at once.
+
+A lane is drained like a conversation: one drain at a time (its lock
+`tw:lanelock:{d}:{conv}`, renewed by a lease while held; marked in `tw:active:lanes` for
+recovery), its head a delivery id whose actions of that destination run in their decided
+order, each exactly once (`action_runner`, idempotency key delivery:rule#index); when they
+are done the head is popped (`advance_lane`). So:
+
+- AwalChat actions of a conversation keep their order (a close never overtakes its open),
+  HelpWave actions theirs (a comment never before the create planned ahead of it: it reads
+  the ticket id the create stored when it runs; comments in message order);
+- neither lane waits for the other: an action that must wait (rate budget, retry backoff)
+  parks its LANE (`tw:parked:lanes`; released onto `tw:ready:lanes`), not the conversation;
+- a lane writes only what an outcome teaches the state (`action_runner.taught`, merged
+  into the stored state atomically with the outcome); decisions keep writing the rest.
+
+The fast path: when a decision leaves the inbox empty, the drain takes the first lane it
+made ready itself and carries the action out at once (no queue hop, no extra round trip).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import redis
+
+from worker.delivery.lease import Lease, LeaseKeeper
+from worker.engine.envelope import parse_webhook
+from worker.engine.model import ConversationState, Event
+from worker.errors import PayloadError
+from worker.processing.action_runner import ActionRunner, destination
+from worker.storage.conversations import ConversationStore
+from worker.storage.drains import AGAIN, DrainSteps, Head, Taken, head_state
+from worker.storage.records import parse_record
+
+log = logging.getLogger(__name__)
+
+
+class Stop(Exception):
+    """The drain must stop here: `until` is when to come back (None: another drain owns the
+    conversation or lane now, or its lock is gone)."""
+
+    def __init__(self, until: float | None) -> None:
+        super().__init__(until)
+        self.until = until
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A drain's run budget: `check` raises Stop unless one more action may start."""
+
+    started: float
+    seconds: float
+    clock: Callable[[], float]
+    stopping: Callable[[], bool]
+
+    def check(self, lease: Lease) -> None:
+        if lease.lost:
+            raise Stop(None)
+        now = self.clock()
+        if now - self.started > self.seconds or self.stopping():
+            raise Stop(now)
+
+
+class LaneLocks:
+    """The lease keeper's view of lane locks (`tw:lanelock:{lane}`)."""
+
+    def __init__(self, store: ConversationStore) -> None:
+        self._store = store
+
+    def extend(self, conversation: str, token: str, ttl_ms: int) -> bool:
+        return self._store.extend_lane(conversation, token, ttl_ms)
+
+
+class LaneDrainer:
+    """Drains lanes (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: ConversationStore,
+        steps: DrainSteps,
+        runner: ActionRunner,
+        leases: LeaseKeeper,
+        park: Callable[[str, float], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._steps = steps
+        self._runner = runner
+        self._leases = leases
+        self._park = park
+        self._clock = clock
+
+    def drain(
+        self,
+        member: str,
+        token: str,
+        head: Head,
+        budget: Budget,
+        *,
+        next_token: str | None,
+        admitted: Mapping[str, str | None] | None = None,
+    ) -> tuple[int, float | None, Taken]:
+        """Drain the lane whose lock `token` holds, from `head`: return the deliveries
+        finished, when it was parked until (None: not parked), and what the step that
+        finished it took next (with `next_token`). `admitted`: the breaker's verdicts
+        asked with the head's decision, when that was just now."""
+        released = False
+        try:
+            with self._leases.hold(member, token) as lease:
+                processed, parked, released, taken = self._drain_locked(
+                    member, token, lease, head, budget, next_token, admitted
+                )
+        finally:
+            if not released:
+                self._store.release_lane(member, token)
+        return processed, parked, taken
+
+    def _drain_locked(
+        self,
+        member: str,
+        token: str,
+        lease: Lease,
+        head: Head,
+        budget: Budget,
+        next_token: str | None,
+        admitted: Mapping[str, str | None] | None,
+    ) -> tuple[int, float | None, bool, Taken]:
+        processed = 0
+        while True:
+            try:
+                outcomes = self._carry_out(member, head, lease, budget, admitted)
+            except Stop as stop:
+                if stop.until is not None:
+                    self._park(member, stop.until)
+                return processed, stop.until, False, AGAIN
+            admitted = None
+            processed += 1
+            step = self._steps.advance_lane(
+                member,
+                token,
+                head.item,
+                ttl_ms=self._leases.ttl_ms,
+                now=self._clock(),
+                next_token=next_token,
+                after=outcomes,
+            )
+            if step.head is None:
+                return processed, None, not step.lost, step.taken if step.asked else AGAIN
+            head = step.head
+
+    def _carry_out(
+        self,
+        member: str,
+        head: Head,
+        lease: Lease,
+        budget: Budget,
+        admitted: Mapping[str, str | None] | None,
+    ) -> redis.client.Pipeline | None:
+        """Run the head delivery's actions of the lane's destination not yet done, in
+        order; return the pipeline holding the last outcome (sent with the step to the
+        next head). Raise Stop when the lane must wait or stop first."""
+        if not head.fields:
+            log.error("delivery record missing", extra={"delivery_id": head.item, "lane": member})
+            return None
+        record = parse_record(head.item, head.fields)
+        try:
+            event = parse_webhook(record.raw)
+        except PayloadError:
+            event = None
+        if not isinstance(event, Event) or record.decision is None:
+            log.error("lane item is not a decided event", extra={"delivery_id": head.item})
+            return None
+        lane = member[0]
+        pending = [
+            action
+            for action in record.decision.actions
+            if destination(action.kind) == lane and action.key not in record.done
+        ]
+        state = head_state(head) or ConversationState()
+        outcomes = None
+        for action in pending:
+            budget.check(lease)
+            if action is pending[-1]:
+                outcomes = self._store.client.pipeline(transaction=False)
+            until, state = self._runner.run(record, event, action, state, admitted, outcomes)
+            if until is not None:
+                raise Stop(until)
+        return outcomes
