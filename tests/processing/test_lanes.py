@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from tests.processing.test_processor import World, build, status
 from worker.delivery.parking import ParkingLot
+from worker.delivery.recovery import Recovery
 from worker.engine.decision import Decision
 from worker.engine.model import ConversationState
 from worker.processing.failures import replay_one
+from worker.storage import keys
 from worker.storage.records import DeliveryRecord
 
 RULES = """
@@ -219,3 +222,34 @@ def test_a_decision_keeps_what_a_lane_wrote_meanwhile() -> None:
     state = world.store.state("7")
     assert state.helpwave_ticket_id == "T9"  # not lost
     assert state.ticket_open is True  # the decision's own change holds
+
+
+def test_a_lane_whose_drain_died_is_recovered_and_acts_once() -> None:
+    world = build(rules=RULES)
+    desk = answer_with_desk(world)
+
+    def dies(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("the worker dies mid-call")
+
+    world.provider.answers = [dies, *[desk] * 20]
+    delivery = world.accept(9, "help me")
+    with pytest.raises(RuntimeError):
+        world.processor.drain("9")
+    assert world.redis.lrange("tw:lane:a:9", 0, -1) == [delivery.encode()]
+    assert world.redis.zscore("tw:active:lanes", "a:9") is not None
+    recovery = Recovery(
+        world.redis,
+        lock_key=keys.lane_lock,
+        inbox_key=keys.lane,
+        parked_key=keys.PARKED_LANES,
+        queue=keys.READY_LANES,
+        build_message=lambda member: member,
+        active_key=keys.ACTIVE_LANES,
+    )
+    assert "a:9" in recovery.sweep(world.clock() + 100)
+    world.processor.drain_ready()
+    world.processor.drain("9")
+    assert calls(world).count("openTicket") == 2  # the call that died, then once more
+    assert calls(world).count("POST /tickets") == 1
+    assert not world.redis.exists("tw:lane:a:9", "tw:lane:h:9")
+    assert world.redis.zcard("tw:active:lanes") == 0

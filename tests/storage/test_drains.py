@@ -106,3 +106,64 @@ def test_take_ready_skips_held_and_finished_conversations(r: fakeredis.FakeRedis
     for _ in range(60):
         r.rpush("tw:ready", "9")
     assert steps.take_ready("tok", ttl_ms=60_000, now=1.0, woken=False) == AGAIN
+
+
+def test_advance_hands_the_item_to_its_lanes_and_makes_them_ready(r: fakeredis.FakeRedis) -> None:
+    push(r, "7", "d1", ready=False)
+    push(r, "7", "d2", ready=False)
+    steps = DrainSteps(r)
+    steps.begin("7", "tok", ttl_ms=60_000, now=1.0)
+    step = steps.advance(
+        "7", "tok", "d1", ttl_ms=60_000, now=2.0, record_ttl=None, pop_fields=[], lanes="ah",
+        delivery_id="d1",
+    )  # fmt: skip
+    assert step.head is not None  # the next event is decided next
+    assert step.lane is None
+    assert r.lrange("tw:lane:a:7", 0, -1) == [b"d1"]
+    assert r.lrange("tw:lane:h:7", 0, -1) == [b"d1"]
+    assert r.lrange("tw:ready:lanes", 0, -1) == [b"a:7", b"h:7"]
+    assert r.ttl("tw:lane:a:7") > 0
+
+
+def test_advance_that_empties_the_inbox_takes_the_first_fresh_lane(
+    r: fakeredis.FakeRedis,
+) -> None:
+    push(r, "7", "d1", ready=False)
+    r.hset("tw:delivery:d1", "decision", b"{}")
+    r.set("tw:state:7", b'{"ticket_open": true}')
+    r.rpush("tw:lane:h:7", "d0")  # HelpWave's lane is busy with an earlier item
+    steps = DrainSteps(r)
+    steps.begin("7", "tok", ttl_ms=60_000, now=1.0)
+    step = steps.advance(
+        "7", "tok", "d1", ttl_ms=60_000, now=2.0, record_ttl=None, pop_fields=[],
+        lanes="ah", delivery_id="d1", next_token="next",
+    )  # fmt: skip
+    assert step.lane is not None
+    member, head = step.lane
+    assert (member, head.item, head.state) == ("a:7", "d1", b'{"ticket_open": true}')
+    assert r.get("tw:lanelock:a:7") == b"tok"
+    assert r.zscore("tw:active:lanes", "a:7") == 2.0
+    assert not r.exists("tw:lock:7")  # the conversation is free for its next event
+    assert r.lrange("tw:lane:h:7", 0, -1) == [b"d0", b"d1"]
+    assert r.llen("tw:ready:lanes") == 0  # h was not empty: whoever holds it goes on
+    lane = steps.advance_lane("a:7", "tok", "d1", ttl_ms=60_000, now=3.0)
+    assert lane.head is None
+    assert not lane.lost
+    assert not r.exists("tw:lanelock:a:7", "tw:lane:a:7")
+    assert r.zcard("tw:active:lanes") == 0
+
+
+def test_ready_lanes_are_taken_before_ready_conversations(r: fakeredis.FakeRedis) -> None:
+    push(r, "8", "d2")
+    r.hset("tw:delivery:d1", "raw", b"{}")
+    r.rpush("tw:lane:h:7", "d1")
+    r.rpush("tw:ready:lanes", "h:7")
+    steps = DrainSteps(r)
+    taken = steps.take_ready("tok", ttl_ms=60_000, now=1.0, woken=False)
+    assert isinstance(taken, tuple)
+    assert taken[:2] == ("l", "h:7")
+    assert r.get("tw:lanelock:h:7") == b"tok"
+    assert steps.begin_lane("h:7", "other", ttl_ms=60_000, now=1.0) is None  # held
+    taken = steps.take_ready("tok2", ttl_ms=60_000, now=1.0, woken=False)
+    assert isinstance(taken, tuple)
+    assert taken[:2] == ("c", "8")
