@@ -10,6 +10,13 @@
 - a call that fails follows `failures.verdict`: wait and retry in its turn, or a dead letter
   with the state the decision projected for it undone.
 
+A HelpWave create (ticket or comment) is not idempotent: right before its POST the runner
+marks the intent in the delivery (`worker.storage.send_intents`, confirmed by a replica
+when one is connected) and clears it when the create definitely did not happen. A run that
+finds an intent with no outcome dead-letters the action (AMBIGUOUS_CREATE) instead of
+creating twice: an earlier worker may have created it and died, or a Redis failover lost
+its outcome.
+
 It returns when to come back (the conversation is parked until then), or None when the
 action is finished.
 """
@@ -26,14 +33,30 @@ from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.retry import RetryPolicy
 from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
 from worker.engine.ruleset import Limits
-from worker.errors import ActionError, ConfigError, HelpdeskError, ThrottledError
+from worker.errors import (
+    ActionError,
+    AmbiguousCreateError,
+    ConfigError,
+    HelpdeskError,
+    ThrottledError,
+)
 from worker.metrics import WorkerMetrics
 from worker.processing.actions import ActionExecutor
-from worker.processing.failures import REPLAY_VERSION, attempt_record, dead_letter, verdict
+from worker.processing.failures import (
+    REPLAY_VERSION,
+    attempt_record,
+    dead_letter,
+    is_ambiguous,
+    verdict,
+)
 from worker.storage.conversations import ConversationStore
 from worker.storage.records import DeliveryRecord
+from worker.storage.send_intents import Mark, SendIntents
 
 log = logging.getLogger(__name__)
+
+AMBIGUOUS_CREATE = "ambiguous: create may have happened"
+REPLICA_RETRY_SECONDS = 1.0  # an intent no replica confirmed: try again this much later
 
 
 class ActionRunner:
@@ -51,7 +74,9 @@ class ActionRunner:
         metrics: WorkerMetrics,
         breaker: RunawayBreaker,
         limits: Callable[[], Limits],
+        intents: SendIntents | None = None,
     ) -> None:
+        self._intents = intents if intents is not None else SendIntents(store.client)
         self._breaker = breaker
         self._limits = limits
         self._store = store
@@ -114,11 +139,24 @@ class ActionRunner:
             self._metrics.runaway.labels(action=action.kind).inc()
             self._bury(record, event, action, attempts, refused, state)
             return None
+        marked: list[bool] = []
+
+        def before_send() -> None:
+            self._mark_intent(record, action, marked)
+
         try:
-            outcome = self._executor.execute(action, event, state)
+            outcome = self._executor.execute(action, event, state, before_send=before_send)
         except ThrottledError as exc:
+            if marked:
+                self._intents.clear(record.delivery_id, action.key)
             return exc.until
+        except AmbiguousCreateError as exc:
+            attempts.append(attempt_record(exc, now))
+            self._bury(record, event, action, attempts, AMBIGUOUS_CREATE, state)
+            return None
         except (HelpdeskError, ActionError, ConfigError) as exc:
+            if marked and not (isinstance(exc, HelpdeskError) and is_ambiguous(exc, action)):
+                self._intents.clear(record.delivery_id, action.key)
             attempts.append(attempt_record(exc, now))
             next_step = verdict(exc, action, attempts, now=now, policy=self._retry, rng=self._rng)
             if next_step.retry_at is None:
@@ -130,6 +168,20 @@ class ActionRunner:
             return next_step.retry_at
         self._complete(record, action, outcome.to_json(), outcome.state)
         return None
+
+    def _mark_intent(
+        self, record: DeliveryRecord, action: PlannedAction, marked: list[bool]
+    ) -> None:
+        """Mark the intent to send the create now; raise when it must not go out."""
+        now = self._clock()
+        mark = self._intents.mark(record.delivery_id, action.key, now)
+        if mark is Mark.FOUND:
+            raise AmbiguousCreateError(
+                "an earlier attempt was about to send this create and recorded no outcome"
+            )
+        if mark is Mark.UNCONFIRMED:
+            raise ThrottledError("redis-replica", now + REPLICA_RETRY_SECONDS)
+        marked.append(True)
 
     def _bury(
         self,

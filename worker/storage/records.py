@@ -2,7 +2,8 @@
 
     tw:delivery:{id}   hash  raw, received_at, dry_run, conversation,
                              decision (JSON, written once), state_before (JSON),
-                             done:{rule#i} (JSON outcome), attempts:{rule#i} (JSON list)
+                             done:{rule#i} (JSON outcome), attempts:{rule#i} (JSON list),
+                             sending:{rule#i} (a HelpWave create about to go: send_intents)
 
 `parse_record` reads the hash; `stored_form` is the decision as it is written.
 """
