@@ -90,6 +90,9 @@ class Setup:
         assert record is not None
         return record
 
+    def state(self) -> ConversationState:
+        return self.store.state("7")
+
     def intent(self, action: PlannedAction) -> bytes | None:
         value = self.redis.hget(keys.delivery(DELIVERY), field(action.key))
         assert value is None or isinstance(value, bytes)
@@ -115,7 +118,7 @@ def test_a_create_marks_its_intent_before_sending_and_records_its_outcome(
 ) -> None:
     if action is COMMENT:
         s.store.complete(s.record(), "seed", {}, state=ConversationState(helpwave_ticket_id="42"))
-    assert s.runner().run(s.record(), EVENT, action) is None
+    assert s.runner().run(s.record(), EVENT, action, s.state())[0] is None
     assert s.record().done[action.key]["result"] == "done"
     assert s.intent(action) == repr(NOW).encode()
     assert s.helpwave.creates() == 1
@@ -131,7 +134,7 @@ def test_a_redo_finding_an_intent_without_outcome_dead_letters_instead_of_creati
         s.store.complete(s.record(), "seed", {}, state=ConversationState(helpwave_ticket_id="42"))
     assert s.intents.mark(DELIVERY, action.key, NOW - 5) is Mark.MARKED
 
-    assert s.runner().run(s.record(), EVENT, action) is None
+    assert s.runner().run(s.record(), EVENT, action, s.state())[0] is None
 
     assert s.helpwave.creates() == 0
     outcome = s.record().done[action.key]
@@ -148,11 +151,11 @@ def test_a_definite_failure_clears_the_intent_and_the_retry_creates_once(s: Setu
         answers, httpx.Response(201, json={"success": True, "ticket": {"id": "42"}})
     )
     runner = s.runner()
-    retry_at = runner.run(s.record(), EVENT, CREATE)
+    retry_at = runner.run(s.record(), EVENT, CREATE, s.state())[0]
     assert retry_at is not None
     assert s.intent(CREATE) is None
     s.clock[0] = retry_at
-    assert runner.run(s.record(), EVENT, CREATE) is None
+    assert runner.run(s.record(), EVENT, CREATE, s.state())[0] is None
     assert s.record().done[CREATE.key] == {"result": "done", "ticket_id": "42", "customer_id": 3}
     assert s.helpwave.creates() == 2  # the refused one and the one that worked
 
@@ -162,7 +165,7 @@ def test_no_answer_after_sending_keeps_the_intent_and_dead_letters(s: Setup) -> 
         raise httpx.ReadTimeout("no answer", request=request)
 
     s.helpwave.answer = lost
-    assert s.runner().run(s.record(), EVENT, CREATE) is None
+    assert s.runner().run(s.record(), EVENT, CREATE, s.state())[0] is None
     assert s.record().done[CREATE.key]["result"] == "failed"
     assert s.intent(CREATE) is not None
 
@@ -186,7 +189,7 @@ class ThrottledOnSend(ActionExecutor):
 
 
 def test_a_create_throttled_at_its_request_clears_the_intent(s: Setup) -> None:
-    assert s.runner(ThrottledOnSend()).run(s.record(), EVENT, CREATE) == NOW + 3
+    assert s.runner(ThrottledOnSend()).run(s.record(), EVENT, CREATE, s.state())[0] == NOW + 3
     assert s.intent(CREATE) is None
     assert CREATE.key not in s.record().done
 
@@ -197,6 +200,6 @@ def test_an_intent_no_replica_confirmed_is_not_sent_and_comes_back_later(s: Setu
             return Mark.UNCONFIRMED
 
     s.intents = Unconfirmed(s.redis, connected_replicas=lambda: 1)
-    assert s.runner().run(s.record(), EVENT, CREATE) == pytest.approx(NOW + 1.0)
+    assert s.runner().run(s.record(), EVENT, CREATE, s.state())[0] == pytest.approx(NOW + 1.0)
     assert s.helpwave.creates() == 0
     assert CREATE.key not in s.record().done

@@ -120,25 +120,31 @@ class ActionRunner:
             },
         )
 
-    def run(self, record: DeliveryRecord, event: Event, action: PlannedAction) -> float | None:
+    def run(
+        self,
+        record: DeliveryRecord,
+        event: Event,
+        action: PlannedAction,
+        state: ConversationState,
+    ) -> tuple[float | None, ConversationState]:
+        """Carry out `action` against `state` (the conversation's state as stored now);
+        return when to come back (None: finished) and the state stored afterwards."""
         if action.skip_reason is not None:
             self._complete(
                 record, action, {"result": "skipped", "reason": action.skip_reason}, None
             )
-            return None
+            return None, state
         if record.dry_run:
             self._complete(record, action, {"result": "dry_run"}, None)
-            return None
+            return None, state
         attempts = list(record.attempts.get(action.key, []))
         now = self._clock()
         if attempts and float(attempts[-1].get("not_before", 0.0)) > now:
-            return float(attempts[-1]["not_before"])
-        state = self._store.state(record.conversation, record.view)
+            return float(attempts[-1]["not_before"]), state
         refused = self._runaway(record, action, now)
         if refused is not None:
             self._metrics.runaway.labels(action=action.kind).inc()
-            self._bury(record, event, action, attempts, refused, state)
-            return None
+            return None, self._bury(record, event, action, attempts, refused, state)
         marked: list[bool] = []
 
         def before_send() -> None:
@@ -149,25 +155,23 @@ class ActionRunner:
         except ThrottledError as exc:
             if marked:
                 self._intents.clear(record.delivery_id, action.key)
-            return exc.until
+            return exc.until, state
         except AmbiguousCreateError as exc:
             attempts.append(attempt_record(exc, now))
-            self._bury(record, event, action, attempts, AMBIGUOUS_CREATE, state)
-            return None
+            return None, self._bury(record, event, action, attempts, AMBIGUOUS_CREATE, state)
         except (HelpdeskError, ActionError, ConfigError) as exc:
             if marked and not (isinstance(exc, HelpdeskError) and is_ambiguous(exc, action)):
                 self._intents.clear(record.delivery_id, action.key)
             attempts.append(attempt_record(exc, now))
             next_step = verdict(exc, action, attempts, now=now, policy=self._retry, rng=self._rng)
             if next_step.retry_at is None:
-                self._bury(record, event, action, attempts, next_step.reason, state)
-                return None
+                return None, self._bury(record, event, action, attempts, next_step.reason, state)
             attempts[-1]["not_before"] = next_step.retry_at
             self._metrics.retries.labels(action=action.kind).inc()
             self._store.record_attempts(record.delivery_id, action.key, attempts)
-            return next_step.retry_at
+            return next_step.retry_at, state
         self._complete(record, action, outcome.to_json(), outcome.state)
-        return None
+        return None, outcome.state
 
     def _mark_intent(
         self, record: DeliveryRecord, action: PlannedAction, marked: list[bool]
@@ -191,9 +195,9 @@ class ActionRunner:
         attempts: list[dict[str, Any]],
         reason: str,
         state: ConversationState,
-    ) -> None:
+    ) -> ConversationState:
         """Dead-letter the action and mark it finished; the state the decision projected
-        for it goes back to what it was (a replay projected nothing)."""
+        for it goes back to what it was (a replay projected nothing). Returns that state."""
         reverted = state
         if action.kind in AWALCHAT_ACTIONS and record.state_before is not None:
             reverted = state.evolve(ticket_open=record.state_before.ticket_open)
@@ -205,4 +209,4 @@ class ActionRunner:
             {"result": "failed", "reason": reason, "dead_letter": letter_id},
             reverted,
         )
-        return
+        return reverted

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -44,9 +45,11 @@ from worker.metrics import WorkerMetrics, event_label
 from worker.processing.action_runner import ActionRunner
 from worker.processing.actions import ActionExecutor
 from worker.processing.timer_items import open_timer, wait_of
+from worker.storage import keys
 from worker.storage.conversations import ConversationStore
-from worker.storage.records import DeliveryRecord, is_quiet
-from worker.storage.timers import is_timer_item
+from worker.storage.drains import DrainSteps, Head, head_state
+from worker.storage.records import DeliveryRecord, is_quiet, parse_record
+from worker.storage.timers import TimerItem, is_timer_item
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ class ConversationProcessor:
         self._run_budget = run_budget
         self._stopping = stopping
         self._metrics = metrics or WorkerMetrics()
+        self._steps = DrainSteps(store.client)
         self._runner = ActionRunner(
             store=store,
             executor=executor,
@@ -113,36 +117,54 @@ class ConversationProcessor:
 
     def drain(self, conversation: str) -> DrainReport:
         """Process the conversation's inbox until it is empty, it must wait, or time is up."""
+        token = secrets.token_hex(8)
+        started = self._clock()
+        head = self._steps.begin(
+            conversation,
+            token,
+            ttl_ms=self._leases.ttl_ms,
+            now=started,
+            dry_run=self._dry_run,
+        )
+        if head is False:
+            return DrainReport(busy=True)
+        if not isinstance(head, Head):
+            return DrainReport()
+        released = False
+        try:
+            with self._leases.hold(conversation, token) as lease:
+                report, released = self._drain_locked(conversation, token, lease, head, started)
+        finally:
+            if not released:
+                self._store.release(conversation, token)
+        return report
+
+    def _drain_locked(
+        self, conversation: str, token: str, lease: Lease, head: Head, started: float
+    ) -> tuple[DrainReport, bool]:
+        """Work through the inbox from `head`; return the report and whether the last step
+        released the lock (the inbox was left empty)."""
         processed = 0
         while True:
-            token = self._store.acquire(conversation, self._leases.ttl_ms)
-            if token is None:
-                return DrainReport(processed, busy=True)
             try:
-                with self._leases.hold(conversation, token) as lease:
-                    report = self._drain_locked(conversation, lease)
-            finally:
-                self._store.release(conversation, token)
-            processed += report.processed
-            if report.parked_until is not None or self._store.backlog(conversation) == 0:
-                return DrainReport(processed, report.parked_until)
-            # An event arrived while we held the lock; its own task may have found us busy.
-
-    def _drain_locked(self, conversation: str, lease: Lease) -> DrainReport:
-        started = self._clock()
-        self._store.mark_active(conversation, started)
-        processed = 0
-        while (item := self._store.head(conversation)) is not None:
-            try:
-                quiet, has_conversation = self._process(conversation, item, lease, started)
+                quiet, has_conversation = self._process(conversation, head, lease, started)
             except _Stop as stop:
                 if stop.until is None:
-                    return DrainReport(processed)
+                    return DrainReport(processed), False
                 self._park(conversation, stop.until)
-                return DrainReport(processed, parked_until=stop.until)
-            self._store.pop_head(conversation, item, has_conversation=has_conversation, quiet=quiet)
+                return DrainReport(processed, parked_until=stop.until), False
             processed += 1
-        return DrainReport(processed)
+            following = self._steps.advance(
+                conversation,
+                token,
+                head.item,
+                record_ttl=None if has_conversation else keys.QUIET_RECORD_TTL,
+                pop_fields=["raw"] if quiet and not has_conversation else [],
+                dry_run=self._dry_run,
+            )
+            if not isinstance(following, Head):
+                return DrainReport(processed), following is None
+            head = following
 
     def _check(self, lease: Lease, started: float) -> None:
         """Raise _Stop unless this drain may start one more action."""
@@ -153,50 +175,62 @@ class ConversationProcessor:
             raise _Stop(now)
 
     def _process(
-        self, conversation: str, item: str, lease: Lease, started: float
+        self, conversation: str, head: Head, lease: Lease, started: float
     ) -> tuple[bool, bool]:
         """Decide the item (once) and carry out its actions; return (quiet: no rule
         listened, has a conversation). Raise _Stop when the drain must stop first."""
         self._check(lease, started)
-        opened = self._open(conversation, item)
+        opened = self._open(conversation, head)
         if opened is None:
             return False, True
         record, event, wait = opened
+        state = self._state_of(conversation, record, head)
         decision = record.decision
         if decision is None:
-            state = self._store.state(conversation, record.view)
-            decision = self._decide(conversation, record, event, wait, state)
-            decision = self._store.store_decision(record, decision, state)
+            decided = self._decide(conversation, record, event, wait, state)
+            decision = self._store.store_decision(record, decided, state)
             record = replace(record, decision=decision, state_before=state)
+            if decision is decided:
+                state = decision.state_after
+            else:  # another drain decided it first: read what it left
+                state = self._store.state(conversation, record.view)
             self._observe(record, event, wait, decision)
         for action in decision.actions:
             if action.key in record.done:
                 continue
             self._check(lease, started)
-            until = self._runner.run(record, event, action)
+            until, state = self._runner.run(record, event, action, state)
             if until is not None:
                 raise _Stop(until)
         return is_quiet(decision), event.conversation_id is not None
 
+    def _state_of(self, conversation: str, record: DeliveryRecord, head: Head) -> ConversationState:
+        """The conversation's state in the record's view, as the step that opened the head
+        read it (a timer item's own view may differ from the worker's)."""
+        read_view = TimerItem.parse(head.item).view if is_timer_item(head.item) else record.view
+        if read_view != record.view:
+            return self._store.state(conversation, record.view)
+        return head_state(head) or ConversationState()
+
     def _open(
-        self, conversation: str, item: str
+        self, conversation: str, head: Head
     ) -> tuple[DeliveryRecord, Event, Wait | None] | None:
         """The item's record, its event, and the wait it carries out (timer items); None
         when there is nothing to do."""
         wait = None
+        item = head.item
         if is_timer_item(item):
-            opened = open_timer(self._store, conversation, item)
+            opened = open_timer(self._store, conversation, item, head_state(head))
             if isinstance(opened, str):  # superseded, or its conversation is gone
                 self._metrics.timers.labels(outcome=opened).inc()
                 log.info("wait %s", opened, extra={"conversation": conversation, "item": item})
                 return None
             record, wait = opened, wait_of(opened)
         else:
-            loaded = self._store.load(item)
-            if loaded is None:
+            if not head.fields:
                 log.error("delivery record missing", extra={"delivery_id": item})
                 return None
-            record = loaded
+            record = parse_record(item, head.fields)
         if self._dry_run and not record.dry_run:
             record = replace(record, dry_run=True)
         try:

@@ -14,7 +14,7 @@ import json
 from typing import Any, Literal
 
 from worker.delivery.parking import Release
-from worker.engine.model import Wait
+from worker.engine.model import ConversationState, Wait
 from worker.engine.timers import TIMER_EVENT
 from worker.storage import keys
 from worker.storage.conversations import ConversationStore
@@ -44,29 +44,28 @@ def wait_of(record: DeliveryRecord) -> Wait:
     return Wait.from_json(json.loads(record.raw)["wait"])
 
 
-def open_timer(store: ConversationStore, conversation: str, item: str) -> DeliveryRecord | Gone:
+def open_timer(
+    store: ConversationStore, conversation: str, item: str, state: ConversationState | None
+) -> DeliveryRecord | Gone:
     """The delivery record that carries out the wait `item` releases (created once), or why
-    there is none."""
+    there is none. `state` is the conversation's state in the item's view (None: gone)."""
     timer = TimerItem.parse(item)
     delivery_id = timer.delivery_id(conversation)
     record = store.load(delivery_id)
     if record is not None:
         return record
-    if not store.exists(conversation, timer.view):
+    if state is None:
         return "dropped"
-    wait = timer.wait_in(store.state(conversation, timer.view).waits)
+    wait = timer.wait_in(state.waits)
     if wait is None:
         return "superseded"
+    raw = timer_body(conversation, wait)
+    received_at = wait.due.timestamp()
+    dry_run = timer.view == "dry"
     store.create_record(
-        delivery_id,
-        raw=timer_body(conversation, wait),
-        received_at=wait.due.timestamp(),
-        conversation=conversation,
-        dry_run=timer.view == "dry",
+        delivery_id, raw=raw, received_at=received_at, conversation=conversation, dry_run=dry_run
     )
-    record = store.load(delivery_id)
-    assert record is not None
-    return record
+    return DeliveryRecord(delivery_id, raw, received_at, dry_run, conversation, None, None, {}, {})
 
 
 def timer_release(member: str) -> Release:
