@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all up lint typecheck test test-fast rules-test bench clean
+.PHONY: all up lint typecheck test test-fast rules-test bench clean browser-deps screenshots
 
 all: lint typecheck test
 
@@ -24,11 +24,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP)
+# The browser tier drives Debian's chromium (never a downloaded browser); installed here
+# when missing (needs root).
+browser-deps:
+	test -x /usr/bin/chromium || apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
+
+# Retake the README's screenshots of the console (docs/console-*.png).
+screenshots: $(STAMP) browser-deps
+	SCREENSHOTS=docs $(BIN)/pytest tests/browser --no-cov -q
+
+test: $(STAMP) browser-deps
 	$(BIN)/pytest
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -m 'not integration' --no-cov -q
+	$(BIN)/pytest -m 'not integration and not browser' --no-cov -q
 
 # wrk (Debian's package) loads the receiver; installed here when missing (needs root).
 bench: $(STAMP)
@@ -37,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.storage
+	$(BIN)/python -m bench.console
 
 clean:
 	rm -rf $(VENV) .ticket-worker .mypy_cache .pytest_cache .ruff_cache .coverage*

@@ -32,6 +32,7 @@ from tests.helpers_redis import start_redis_server
 from tests.integration.harness import Deployment
 from tests.integration.test_faults import settled
 from worker.storage import keys
+from worker.storage.decision_index import newest_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,9 +116,8 @@ def main() -> None:
             [message(c, n) for n in range(1, args.messages) for c in conversations],
             idle,
         )
-        newest = client.lindex(keys.DECISIONS, 0)
-        assert isinstance(newest, bytes)
-        record = client.memory_usage(keys.delivery(newest.decode()))
+        [newest] = newest_ids(client, 1)
+        record = client.memory_usage(keys.delivery(newest))
     days = keys.DEFAULT_STATE_RETENTION // 86400
     conversation = first + (args.messages - 1) * later
     lines = [

@@ -41,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
         "errors",
     },
     "celery_app": {"processing", "settings"},
+    "console": {"engine", "storage", "delivery", "processing", "settings", "errors"},
     "ops": {
         "engine",
         "storage",
@@ -53,6 +54,7 @@ ALLOWED: dict[str, set[str]] = {
         "logs",
         "receiver",
         "processing",
+        "console",
         "errors",
     },
 }

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
 
     dry_run: bool = False
     admin_token: SecretStr | None = None
+    viewer_token: SecretStr | None = None  # the console's read-only password
 
     # Bounded storage (interface.md): durations are written `30d`, `12h`, `90m` or seconds.
     state_retention: Annotated[int, NoDecode] = keys.DEFAULT_STATE_RETENTION

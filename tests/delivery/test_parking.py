@@ -9,7 +9,7 @@ import time
 import fakeredis
 import pytest
 
-from worker.delivery.parking import ParkedReleaser, ParkingLot
+from worker.delivery.parking import WAKE_LIMIT, ParkedReleaser, ParkingLot, ready
 
 NOW = 1_700_000_000.0
 
@@ -197,3 +197,19 @@ def test_releaser_wakes_at_the_earliest_due_time_not_at_its_next_tick(
     finally:
         releaser.stop()
     assert queued(r) == ["c1"]
+
+
+def test_conversations_released_as_ready_share_a_wake_message(
+    lot: ParkingLot, r: fakeredis.FakeRedis
+) -> None:
+    for n in range(150):
+        lot.park(f"c{n}", NOW - 1)
+    assert len(lot.release_due(NOW, ready, limit=100)) == 100
+    assert len(lot.release_due(NOW, ready, limit=100)) == 50
+    assert r.llen("tw:ready") == 150
+    assert r.llen("celery") == 2  # one wake per release, not one per conversation
+    assert r.get("tw:wakes") == b"2"
+    r.set("tw:wakes", WAKE_LIMIT)
+    lot.park("late", NOW - 1)
+    lot.release_due(NOW, ready)
+    assert r.llen("celery") == 2  # enough wake messages wait already

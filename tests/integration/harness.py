@@ -66,6 +66,7 @@ class Deployment:
         self._logs: list[tuple[str, IO[bytes]]] = []
         self.receiver: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes] | None] = []
+        self.consoles: list[subprocess.Popen[bytes]] = []
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -86,6 +87,22 @@ class Deployment:
             self._spawn(f"worker{index}", "work", "--concurrency", str(self._concurrency))
         )
         return index
+
+    def start_console(self) -> str:
+        """Start `ticket-worker console` (ADMIN_TOKEN/VIEWER_TOKEN in `env`) on a free port;
+        return its base URL once it answers."""
+        port = free_port()
+        self.consoles.append(self._spawn("console", "console", "--port", str(port)))
+        url = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"{url}/signin", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        self.wait_for(answers, timeout=30, what="the console")
+        return url
 
     def __enter__(self) -> Deployment:
         self.receiver = self._spawn("receiver", "serve", "--port", str(self.port))
@@ -118,7 +135,8 @@ class Deployment:
 
     def stop(self) -> None:
         """SIGTERM every process and wait (they must exit within 10 s)."""
-        stop_processes([p for p in [self.receiver, *self.workers] if p is not None], timeout=15)
+        running = [self.receiver, *self.workers, *self.consoles]
+        stop_processes([p for p in running if p is not None], timeout=15)
 
     def kill_worker(self, index: int) -> None:
         """SIGKILL a worker process, mid-whatever it was doing."""

@@ -27,6 +27,7 @@ from worker.processing.actions import ActionExecutor
 from worker.processing.failures import replay_one
 from worker.processing.processor import ConversationProcessor
 from worker.storage.conversations import ConversationStore
+from worker.storage.drains import DrainSteps
 from worker.storage.inbox import Inbox
 from worker.storage.keys import (
     DECISION_LOG_CONV_LIMIT,
@@ -450,3 +451,50 @@ def test_two_rules_toggling_a_ticket_forever_are_stopped_by_the_breaker() -> Non
     assert replayed == [letters[-1].id]
     world.processor.drain("18")
     assert len(world.provider.calls) == 7  # a replay is not capped
+
+
+def test_a_woken_drain_takes_every_ready_conversation_in_turn(world: World) -> None:
+    world.accept(1, "help me")
+    world.accept(2, "help me")
+    world.accept(1, "thanks!")
+    assert world.redis.lrange("tw:ready", 0, -1) == [b"1", b"2", b"1"]
+    report = world.processor.drain_ready()
+    assert report.processed == 3
+    assert world.redis.llen("tw:ready") == 0
+    assert world.redis.get("tw:wakes") == b"2"  # 3 queued by the receiver, 1 used up
+    assert not world.redis.exists("tw:lock:1", "tw:lock:2", "tw:inbox:1", "tw:inbox:2")
+    assert world.redis.zcard("tw:active") == 0
+    opens = [r for r in world.provider.routes() if r in ("openTicket", "closeTicket")]
+    assert opens == ["openTicket", "closeTicket", "openTicket"]  # 1 in order, then 2
+
+
+def test_a_woken_drain_skips_a_conversation_another_drain_holds(world: World) -> None:
+    world.accept(1, "help me")
+    world.accept(2, "help me")
+    world.redis.set("tw:lock:1", "someone-else", px=60_000)
+    assert world.processor.drain_ready().processed == 1
+    assert world.redis.llen("tw:inbox:1") == 1  # left to the drain that holds it
+    assert world.redis.llen("tw:ready") == 0
+
+
+def test_a_woken_drain_with_more_ready_than_wakes_queues_one_more(world: World) -> None:
+    for conversation in range(1, 4):
+        world.accept(conversation, "help me")
+    world.redis.delete("celery")
+    world.redis.set("tw:wakes", 0)
+    steps = DrainSteps(world.redis)
+    taken = steps.take_ready("t", ttl_ms=60_000, now=world.clock(), dry_run=False, woken=True)
+    assert isinstance(taken, tuple)
+    assert taken[0] == "1"
+    assert world.redis.llen("celery") == 1  # two more are ready: an idle thread joins in
+    assert world.redis.get("tw:wakes") == b"1"
+    assert world.redis.zscore("tw:active", "1") is not None  # a crash now is recovered
+
+
+def test_a_drain_that_stops_with_conversations_ready_wakes_another(world: World) -> None:
+    world.accept(1, "help me")
+    world.redis.delete("celery")
+    world.redis.set("tw:wakes", 0)
+    assert DrainSteps(world.redis).nudge()
+    assert world.redis.llen("celery") == 1
+    assert not DrainSteps(world.redis).nudge()  # one waits already

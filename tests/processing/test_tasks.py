@@ -14,10 +14,16 @@ class Broken:
     def drain(self, conversation: str) -> DrainReport:
         raise redis.ConnectionError("Connection refused")
 
+    def drain_ready(self) -> DrainReport:
+        raise redis.ConnectionError("Connection refused")
+
 
 class Working:
     def drain(self, conversation: str) -> DrainReport:
         return DrainReport(processed=2)
+
+    def drain_ready(self) -> DrainReport:
+        return DrainReport(processed=5)
 
 
 def test_a_drain_interrupted_by_redis_requeues_its_message_once_redis_answers() -> None:
@@ -44,3 +50,9 @@ def test_a_drain_hands_its_message_back_after_its_patience() -> None:
 
 def test_a_drain_reports_what_it_did() -> None:
     assert drain(Working(), "42") == {"processed": 2, "parked_until": None, "busy": False}
+
+
+def test_a_drain_of_ready_conversations_reports_and_hands_back_the_same_way() -> None:
+    assert drain(Working(), None) == {"processed": 5, "parked_until": None, "busy": False}
+    with pytest.raises(Reject):
+        drain(Broken(), None, ping=lambda: None, pause=0.0)

@@ -17,9 +17,9 @@ from tests.helpers_redis import RedisServer, silent_server, start_redis_server
 from worker.engine.model import Event
 from worker.errors import QueueUnavailableError
 from worker.storage.clients import async_redis as redis_client
-from worker.storage.inbox import AcceptResult, Inbox, delivery_id_for
-from worker.storage.keys import DEFAULT_STATE_RETENTION, SEEN_TTL
-from worker.storage.wire import DRAIN_TASK, celery_message
+from worker.storage.inbox import WAKE_LIMIT, AcceptResult, Inbox, delivery_id_for
+from worker.storage.keys import DEFAULT_STATE_RETENTION, SEEN_TTL, WAKES_TTL
+from worker.storage.wire import DRAIN_READY_TASK, celery_message
 
 pytestmark = pytest.mark.anyio
 
@@ -69,9 +69,12 @@ async def test_accept_stores_orders_and_queues_one_delivery(
     assert SEEN_TTL - 5 < await client.ttl(f"tw:seen:{delivery_id}") <= SEEN_TTL
     assert await client.lrange("tw:inbox:7", 0, -1) == [delivery_id.encode()]
     assert await client.ttl("tw:inbox:7") > DEFAULT_STATE_RETENTION - 5
+    assert await client.lrange("tw:ready", 0, -1) == [b"7"]
     [message] = await client.lrange("celery", 0, -1)
     headers = decode(message)["headers"]
-    assert (headers["task"], headers["argsrepr"]) == (DRAIN_TASK, "['7']")
+    assert (headers["task"], headers["argsrepr"]) == (DRAIN_READY_TASK, "[]")
+    assert await client.get("tw:wakes") == b"1"
+    assert 0 < await client.ttl("tw:wakes") <= WAKES_TTL
 
 
 async def test_same_body_again_is_a_duplicate_and_changes_nothing(
@@ -80,9 +83,22 @@ async def test_same_body_again_is_a_duplicate_and_changes_nothing(
     first = await accept(client)
     again = await accept(client, dry_run=True)
     assert again == AcceptResult(delivery_id=first.delivery_id, duplicate=True)
-    assert await client.llen("celery") == 1
+    assert await client.llen("tw:ready") == 1
     assert await client.llen("tw:inbox:7") == 1
     assert await client.hget(f"tw:delivery:{first.delivery_id}", "dry_run") == b"0"
+
+
+async def test_a_backlog_queues_a_few_wake_messages_not_one_per_webhook(
+    client: redis.asyncio.Redis,
+) -> None:
+    inbox = Inbox(client, now=lambda: NOW)
+    for n in range(WAKE_LIMIT + 3):
+        await inbox.accept(RAW + b" " * n, EVENT, dry_run=False)
+    assert await client.llen("tw:ready") == WAKE_LIMIT + 3
+    assert await client.llen("celery") == WAKE_LIMIT
+    await client.set("tw:wakes", 0)  # the drains woken have started
+    await inbox.accept(RAW + b"  " * 9, EVENT, dry_run=False)
+    assert await client.llen("celery") == WAKE_LIMIT + 1
 
 
 async def test_deliveries_of_one_conversation_queue_in_arrival_order(
@@ -113,7 +129,7 @@ async def test_concurrent_accepts_share_one_pipeline_and_each_gets_its_own_answe
         results[0].delivery_id.encode(),
         results[1].delivery_id.encode(),
     ]
-    assert await client.llen("celery") == 2
+    assert await client.llen("tw:ready") == 2
 
 
 async def test_a_script_cache_emptied_under_the_inbox_is_reloaded(
@@ -126,7 +142,7 @@ async def test_a_script_cache_emptied_under_the_inbox_is_reloaded(
         *(inbox.accept(RAW + b" " * n, EVENT, dry_run=False) for n in range(3))
     )
     assert [result.duplicate for result in results] == [True, False, False]
-    assert await client.llen("celery") == 3
+    assert await client.llen("tw:ready") == 3
 
 
 async def test_a_caller_that_gave_up_before_its_batch_left_queues_nothing(
@@ -138,7 +154,7 @@ async def test_a_caller_that_gave_up_before_its_batch_left_queues_nothing(
     await asyncio.sleep(0)  # both wait for their batch, which has not left yet
     given_up.cancel()
     assert not (await kept).duplicate
-    assert await client.llen("celery") == 1
+    assert await client.llen("tw:ready") == 1
     assert await client.exists(f"tw:seen:{delivery_id_for(RAW)}") == 0
 
 
@@ -245,6 +261,6 @@ async def test_inbox_recovers_when_redis_comes_back_empty(server: RedisServer) -
         server.start()  # empty: no script cached, no seen keys
         await inbox.ping()
         assert not (await inbox.accept(RAW, EVENT, dry_run=False)).duplicate
-        assert await client.llen("celery") == 1
+        assert await client.llen("tw:ready") == 1
     finally:
         await client.aclose()

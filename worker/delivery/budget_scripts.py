@@ -115,6 +115,8 @@ if reset > 0 and (not ends or not stale) then
 end
 if not stale and hleft == 0 and hreset then paused = math.max(paused, ends + guard) end
 if status == 429 then
+  redis.call('HINCRBY', key, 'n429', 1)
+  redis.call('HSET', key, 'last429', fmt(now))
   local wait = retry_after
   if not wait and hreset and hreset > now then wait = hreset + guard - now end
   paused = math.max(paused, now + (wait or fallback))

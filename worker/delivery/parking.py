@@ -5,10 +5,13 @@ every worker process that moves due members, atomically, onto the Celery queue. 
 it:
 
 - `tw:parked`: conversations whose next action must wait (rate budget, retry backoff; AWALCHAT
-  windows last up to an hour): released as a drain of the conversation;
+  windows last up to an hour): released as ready conversations (`tw:ready`, see
+  worker.storage.drains);
 - `tw:timers`: waits of rules with `after:` (`worker.storage.timers`): released as an item
   in the conversation's inbox (`Release.inbox`, the item ends with the due time in ms) and
-  a drain, in one script, so a wait takes its place in the conversation's order.
+  the conversation made ready, in one script, so a wait takes its place in the
+  conversation's order. Ten thousand waits due in the same second cost the broker a few
+  wake messages, not ten thousand.
 
 The releaser sleeps until the earliest due member (at most its interval): work parked until
 a rate window's end is released at that end, not up to an interval later.
@@ -33,20 +36,25 @@ import redis
 
 from worker.delivery.periodic import Periodic
 from worker.storage import keys
+from worker.storage.wire import wake_message
 
 log = logging.getLogger(__name__)
 
 PARKED_KEY = keys.PARKED
 
-# KEYS[1] the zset, KEYS[2] queue list; ARGV: now, the inboxes' TTL, then per member:
-# member, message, inbox key ('' for none), inbox item prefix.
+# KEYS: the zset, the queue list, tw:ready, tw:wakes. ARGV: now, the inboxes' TTL, a wake
+# message, the wake limit, the wakes' TTL, then per member: member, message ('' for none),
+# inbox key ('' for none), inbox item prefix, conversation to make ready ('' for none).
 # A member is released only if it is still there and due, so a concurrent releaser (or a
 # re-park with a later time) makes it skip: nothing is released twice, and a crash before
 # or after the script leaves every member either waiting or queued, never neither.
+# Conversations made ready share one wake message (while fewer than the limit wait): the
+# drain it wakes takes them one after another and wakes more threads while work is left.
 _RELEASE = """
 local now = tonumber(ARGV[1])
 local released = {}
-for i = 3, #ARGV, 4 do
+local ready = false
+for i = 6, #ARGV, 5 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) <= now then
     redis.call('ZREM', KEYS[1], ARGV[i])
@@ -54,22 +62,40 @@ for i = 3, #ARGV, 4 do
       redis.call('RPUSH', ARGV[i + 2], ARGV[i + 3] .. string.format('%.0f', tonumber(score) * 1000))
       redis.call('EXPIRE', ARGV[i + 2], ARGV[2])
     end
-    redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+    if ARGV[i + 1] ~= '' then redis.call('LPUSH', KEYS[2], ARGV[i + 1]) end
+    if ARGV[i + 4] ~= '' then
+      redis.call('RPUSH', KEYS[3], ARGV[i + 4])
+      ready = true
+    end
     table.insert(released, ARGV[i])
   end
+end
+if ready and tonumber(redis.call('GET', KEYS[4]) or '0') < tonumber(ARGV[4]) then
+  redis.call('INCR', KEYS[4])
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+  redis.call('LPUSH', KEYS[2], ARGV[3])
 end
 return released
 """
 
+WAKE_LIMIT = 4
+
 
 @dataclass(frozen=True)
 class Release:
-    """What releasing a member does: LPUSH `message` on the queue, and first, when `inbox`
-    is set, RPUSH `item` + the member's due time in ms onto that inbox list."""
+    """What releasing a member does: when `inbox` is set, RPUSH `item` + the member's due
+    time in ms onto that inbox list; then LPUSH `message` on the queue (when set) and make
+    the conversation `ready` (when set: RPUSH on tw:ready, with a wake message)."""
 
-    message: str
+    message: str = ""
     inbox: str = ""
     item: str = ""
+    ready: str = ""
+
+
+def ready(conversation: str) -> Release:
+    """Release a parked conversation as ready for any drain (tw:ready)."""
+    return Release(ready=conversation)
 
 
 def _text(value: object) -> str:
@@ -131,13 +157,19 @@ class ParkingLot:
         ]
         if not members:
             return []
-        args: list[str | int] = [repr(float(now)), self._inbox_ttl]
+        args: list[str | int] = [
+            repr(float(now)),
+            self._inbox_ttl,
+            wake_message(),
+            WAKE_LIMIT,
+            keys.WAKES_TTL,
+        ]
         for member in members:
             release = build(member)
             if isinstance(release, str):
                 release = Release(release)
-            args += [member, release.message, release.inbox, release.item]
-        released = self._release(keys=[self.key, queue], args=args)
+            args += [member, release.message, release.inbox, release.item, release.ready]
+        released = self._release(keys=[self.key, queue, keys.READY, keys.WAKES], args=args)
         return [_text(m) for m in released]
 
 

@@ -21,6 +21,7 @@ OutcomeStatus = Literal[
     "not_matched",  # a condition failed: see `failure`
     "not_for_event",  # `on:` does not name this event
     "disabled",  # `enabled: false`
+    "shadow",  # `shadow: true`: decided in its own view, never in the live plan (`shadow`)
     "cooling_down",  # matched, but its cooldown for this conversation is running
     "stopped",  # an earlier rule had `stop: true`
     "after_first_match",  # `mode: first_match` and an earlier rule of its file matched

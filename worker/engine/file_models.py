@@ -53,6 +53,7 @@ class FileModel(Section):
     mode: Literal["first_match", "all"] = "all"
     timezone: str = "UTC"
     business_hours: Any = None
+    limits: Any = None
     rules: list[Any]
 
 
@@ -68,6 +69,7 @@ class RuleModel(Section):
     enabled: bool = True
     after: Any = None
     unless: Any = None
+    shadow: bool = False
 
 
 class TicketParams(Section):

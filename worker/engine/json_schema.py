@@ -42,6 +42,7 @@ _CLOCK: Final = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 _DURATION: Final = r"^\s*([0-9]+[smhd])+\s*$"
 _CLOCK_SECONDS: Final = r"^(([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|24:00(:00)?)$"
 _DATE: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_CAP: Final = r"^\s*[0-9]+\s*/\s*([0-9]+[smhd])+\s*$"
 _TEXT_ARG: Final = {"type": ["string", "number"]}
 _NUMBER_ARG: Final = {"type": "number"}
 _OPERATOR_ARGS: Final[dict[str, dict[str, Any]]] = {
@@ -192,6 +193,23 @@ def _time_defs() -> dict[str, Any]:
     }
 
 
+def _limits() -> dict[str, Any]:
+    cap = {
+        "type": "string",
+        "pattern": _CAP,
+        "description": "COUNT/DURATION: at most COUNT actions for one conversation in any DURATION",
+    }
+    return {
+        "type": "object",
+        "description": "the runaway breaker's caps (one file of the ruleset may set them)",
+        "properties": {
+            "tickets_per_conversation": {**cap, "default": "6/10m"},
+            "comments_per_conversation": {**cap, "default": "60/10m"},
+        },
+        "additionalProperties": False,
+    }
+
+
 def rules_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one rule file."""
     event = {
@@ -211,19 +229,30 @@ def rules_schema() -> dict[str, Any]:
             "anyOf": [event, {"type": "array", "minItems": 1, "items": event}, {"type": "null"}],
             "description": "events that cancel the rule's wait (needs after:)",
         },
+        shadow={
+            "description": "decided on live traffic, its actions recorded as 'would have' and "
+            "never carried out (ticket-worker shadow-report); not with after:"
+        },
     )
     document = _model(
         FileModel,
         version={"const": 1},
         rules={"type": "array", "items": {"$ref": "#/$defs/rule"}},
         business_hours={"anyOf": [{"$ref": "#/$defs/business_hours"}, {"type": "null"}]},
+        limits={"$ref": "#/$defs/limits"},
     )
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "ticket-worker rule file",
         **document,
-        "$defs": {"rule": rule, "action": _actions(), **_condition_defs(), **_time_defs()},
+        "$defs": {
+            "rule": rule,
+            "action": _actions(),
+            "limits": _limits(),
+            **_condition_defs(),
+            **_time_defs(),
+        },
     }
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from worker.engine.rulefile import RuleFileCompiler
-from worker.engine.ruleset import Rule, RuleFile, Ruleset
+from worker.engine.ruleset import DEFAULT_LIMITS, Rule, RuleFile, Ruleset
 from worker.engine.yaml_source import Position
 from worker.errors import RuleProblem, RulesError
 
@@ -61,6 +61,7 @@ def load_ruleset_from_texts(files: Mapping[str, str]) -> Ruleset:
     rule_files: list[RuleFile] = []
     rules: list[Rule] = []
     first_seen: dict[str, tuple[str, Position]] = {}
+    limits_from: RuleFile | None = None
     for name in sorted(files):
         compiler = RuleFileCompiler(name, problems)
         compiled = compiler.compile(files[name])
@@ -68,6 +69,22 @@ def load_ruleset_from_texts(files: Mapping[str, str]) -> Ruleset:
             continue
         rule_file, file_rules = compiled
         rule_files.append(rule_file)
+        if rule_file.limits is not None:
+            if limits_from is None:
+                limits_from = rule_file
+            else:
+                line, column = rule_file.limits_at
+                first_line, first_column = limits_from.limits_at
+                problems.append(
+                    RuleProblem(
+                        rule_file.name,
+                        line,
+                        column,
+                        "'limits' is set twice; first set at "
+                        f"{limits_from.name}:{first_line}:{first_column} "
+                        "(one file of the ruleset holds the limits: remove one)",
+                    )
+                )
         for rule, (line, column) in file_rules:
             if rule.name in first_seen:
                 where, (first_line, first_column) = first_seen[rule.name]
@@ -85,7 +102,15 @@ def load_ruleset_from_texts(files: Mapping[str, str]) -> Ruleset:
             rules.append(rule)
     if problems:
         raise RulesError(problems)
-    return Ruleset(version=content_version(files), rules=tuple(rules), rule_files=tuple(rule_files))
+    limits = (
+        DEFAULT_LIMITS if limits_from is None or limits_from.limits is None else limits_from.limits
+    )
+    return Ruleset(
+        version=content_version(files),
+        rules=tuple(rules),
+        rule_files=tuple(rule_files),
+        limits=limits,
+    )
 
 
 def content_version(files: Mapping[str, str]) -> str:

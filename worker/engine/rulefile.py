@@ -21,6 +21,7 @@ from worker.engine.file_models import (
     TicketParams,
     validate,
 )
+from worker.engine.limit_keys import read_limits
 from worker.engine.model import (
     ACTION_KINDS,
     CLOSE_TICKET,
@@ -100,7 +101,9 @@ class RuleFileCompiler:
             return RuleFile(self.name, zone=ZoneInfo("UTC"))
         zone = zone_named(model.timezone, root, ("timezone",), self.source) or ZoneInfo("UTC")
         calendar = read_business_hours(root, model.timezone, self.source)
-        return RuleFile(self.name, model.mode, model.timezone, zone, calendar)
+        limits = read_limits(root, self.source)
+        limits_at = position(root, ("limits",), key=True)
+        return RuleFile(self.name, model.mode, model.timezone, zone, calendar, limits, limits_at)
 
     def _rules(self, root: CommentedMap, rule_file: RuleFile) -> list[tuple[Rule, Position]]:
         items = root.get("rules")
@@ -147,6 +150,15 @@ class RuleFileCompiler:
         after = read_after(node, rule_file.calendar, self.source)
         has_after = after is not None or node.get("after") is not None
         unless = read_unless(node, events, has_after, self.source)
+        if has_after and node.get("shadow") is True:
+            self.source.at(
+                node,
+                ("shadow",),
+                "a shadow rule cannot have 'after:' (its waits would need timers of their own); "
+                "try the rule live with a short 'after:' in a test ruleset, or shadow it "
+                "without 'after:'",
+                key=True,
+            )
         if len(self.source.problems) != before:
             return None
         if model is None or events is None or condition is None or actions is None:
@@ -168,6 +180,7 @@ class RuleFileCompiler:
             unless=unless,
             definition=definition(events, when, after, unless, actions),
             calendar=rule_file.calendar,
+            shadow=model.shadow,
         )
         return rule, position(node, ("name",))
 

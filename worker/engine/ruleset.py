@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta, tzinfo
 from functools import cached_property
 from typing import Any, Final, Literal
@@ -16,6 +16,7 @@ from worker.engine.model import AWALCHAT_ACTIONS, HELPWAVE_ACTIONS
 from worker.engine.templates import FixedParams
 
 Mode = Literal["first_match", "all"]
+_SHADOW: Final = "shadow: true: decided in its own view, never carried out (see shadow)"
 WILDCARD: Literal["*"] = "*"
 
 
@@ -49,6 +50,7 @@ class Rule:
     definition: str = ""  # fingerprint of on/when/after/unless/then: a change cancels waits
     # the file's `business_hours:` (for a `business:` wait; None when the file has none)
     calendar: BusinessCalendar | None = field(default=None, repr=False, compare=False)
+    shadow: bool = False  # `shadow: true`: decided in its own view, never carried out
 
     def listens_to(self, event: str) -> bool:
         """Is the rule decided on `event` (`on:` names it, or is "*" and `unless:` does not)."""
@@ -60,13 +62,16 @@ class Rule:
 @dataclass(frozen=True)
 class RuleFile:
     """Per-file options: `mode` applies among the file's own rules; `timezone` to `time:`;
-    `calendar` (`business_hours:`) to its rules' `business:` waits."""
+    `calendar` (`business_hours:`) to its rules' `business:` waits; `limits` (`limits:`,
+    None when the file has none, at `limits_at`) to the whole ruleset."""
 
     name: str
     mode: Mode = "all"
     timezone: str = "UTC"
     zone: tzinfo | None = field(default=None, repr=False, compare=False)
     calendar: BusinessCalendar | None = None
+    limits: Limits | None = None
+    limits_at: tuple[int, int] = field(default=(1, 1), compare=False)
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,24 @@ class Ruleset:
         return self._uses(HELPWAVE_ACTIONS)
 
     def _uses(self, kinds: frozenset[str]) -> bool:
-        return any(a.kind in kinds for r in self.rules if r.enabled for a in r.actions)
+        return any(
+            a.kind in kinds for r in self.rules if r.enabled and not r.shadow for a in r.actions
+        )
+
+    @cached_property
+    def shadow_rules(self) -> tuple[str, ...]:
+        """The names of the enabled `shadow: true` rules, in order (empty: no shadow work)."""
+        return tuple(r.name for r in self.rules if r.shadow and r.enabled)
+
+    @cached_property
+    def shadow_worlds(self) -> Mapping[str, Ruleset]:
+        """For each shadow rule, this ruleset with that one rule live (the other shadow
+        rules stay shadow): what its own view is decided by (see `engine.shadow`)."""
+        worlds = {}
+        for name in self.shadow_rules:
+            rules = tuple(replace(r, shadow=False) if r.name == name else r for r in self.rules)
+            worlds[name] = Ruleset(self.version, rules, self.rule_files, self.limits)
+        return worlds
 
     @cached_property
     def plan(self) -> Plan:
@@ -175,6 +197,8 @@ class Plan:
         )
         self._disabled = tuple(
             RuleOutcome(r.name, "disabled", "enabled: false", file=r.file, line=r.line)
+            if not r.shadow or not r.enabled
+            else RuleOutcome(r.name, "shadow", _SHADOW, file=r.file, line=r.line)
             for r in rules
         )
         self._not_for_event = tuple(
@@ -209,7 +233,7 @@ class Plan:
         candidates = []
         for i, rule in enumerate(self._rules):
             listens = rule.events == WILDCARD or (event is not None and rule.listens_to(event))
-            if not rule.enabled:
+            if not rule.enabled or rule.shadow:
                 outcomes.append(self._disabled[i])
             elif event is not None and event in rule.unless:
                 reason = f"listens for {_names(rule)}; unless: {event} cancels its wait"

@@ -16,7 +16,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from worker.errors import RulesError, TicketWorkerError
-from worker.ops import admin_commands, diff_command, rule_commands, service_commands
+from worker.ops import (
+    admin_commands,
+    console_command,
+    diff_command,
+    rule_commands,
+    service_commands,
+    shadow_report,
+)
 from worker.ops.service_commands import SERVICES
 from worker.settings import Settings
 
@@ -40,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     rule_commands.add_commands(add)
     diff_command.add_commands(add)
     admin_commands.add_commands(add)
+    shadow_report.add_command(add)
+    console_command.add_commands(add)
     return parser
 
 

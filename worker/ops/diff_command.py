@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from worker.engine import load_ruleset
+from worker.engine.limit_keys import describe_limits
 from worker.engine.model import ConversationState
 from worker.engine.ruleset_diff import Change, ReplayEvent, diff_rulesets
 from worker.errors import PayloadError
@@ -79,6 +80,11 @@ def _diff(args: argparse.Namespace, settings: Settings) -> int:
     for change in changes:
         print(render_change(change))
     print(f"{len(changes)} of {len(items)} events change (ruleset {old.version} -> {new.version})")
+    if old.limits != new.limits:
+        print(f"limits: {describe_limits(old.limits)} -> {describe_limits(new.limits)}")
+    live = {r.name for r in new.rules if not r.shadow} & set(old.shadow_rules)
+    for name in sorted(live):
+        print(f"{name}: was shadow, now live")
     return 0
 
 

@@ -21,9 +21,12 @@ from worker.engine.envelope import parse_webhook
 from worker.engine.json_schema import render as render_schema
 from worker.engine.lint import lint_ruleset
 from worker.engine.loader import read_rule_texts
-from worker.engine.model import ConversationState, Event, PlannedAction, Wait
+from worker.engine.model import Event, PlannedAction
+from worker.engine.shadow import decide_shadows
 from worker.errors import PayloadError, RuleProblem, RulesError
+from worker.ops.explain_state import parse_state
 from worker.settings import Settings
+from worker.storage.decision_log import describe_verdict, render_verdict
 
 AddCommand = Callable[..., argparse.ArgumentParser]
 
@@ -32,6 +35,7 @@ _STATUS = {
     "not_matched": "no",
     "not_for_event": "other event",
     "disabled": "disabled",
+    "shadow": "shadow",
     "cooling_down": "cooling down",
     "stopped": "stopped",
     "after_first_match": "first_match",
@@ -112,69 +116,23 @@ def action_line(action: PlannedAction) -> str:
     return describe_action(action) + skip
 
 
-def parse_state(values: list[str], ruleset: Ruleset | None = None) -> ConversationState:
-    """`--state` words: open | closed | helpwave=ID | cooldown=RULE:ISO-UNTIL |
-    wait=RULE:ISO-DUE (a pending wait of that rule, as `ruleset` defines it) |
-    last_message=ISO (the conversation's last message.received)."""
-    state = ConversationState()
-    cooldowns = {}
-    waits = {}
-    for value in values:
-        if value.startswith(("wait=", "last_message=")):
-            name, _, rest = value.partition("=")
-            rule, due = rest.partition(":")[::2] if name == "wait" else ("-", rest)
-            moment = _moment(due)
-            if not rule or moment is None:
-                raise PayloadError(
-                    400, f"--state {value!r}: expected wait=RULE:ISO-DUE or last_message=ISO"
-                )
-            if name == "last_message":
-                state = state.evolve(last_customer_message=moment)
-                continue
-            found = ruleset.plan.by_name.get(rule) if ruleset is not None else None
-            definition = found.definition if found is not None else ""
-            business = found.business if found is not None else False
-            waits[rule] = Wait(rule, moment, definition, business)
-            continue
-        if value in ("open", "closed"):
-            state = state.evolve(ticket_open=value == "open")
-        elif value.startswith("helpwave="):
-            state = state.evolve(helpwave_ticket_id=value[9:])
-        elif value.startswith("cooldown="):
-            rule, _, until = value[9:].partition(":")
-            try:
-                moment = datetime.fromisoformat(until)
-            except ValueError:
-                moment = None
-            if not rule or moment is None:
-                raise PayloadError(400, f"--state {value!r}: expected cooldown=RULE:ISO-UNTIL")
-            cooldowns[rule] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        else:
-            raise PayloadError(
-                400,
-                f"--state {value!r}: expected open, closed, helpwave=ID, cooldown=RULE:UNTIL, "
-                "wait=RULE:DUE or last_message=ISO",
-            )
-    return state.evolve(cooldowns=cooldowns, waits=waits)
-
-
-def _moment(text: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _explain(args: argparse.Namespace, settings: Settings) -> int:
     ruleset: Ruleset = load_ruleset(_rules_path(args, settings))
     event = read_event(Path(args.event))
     now = datetime.fromisoformat(args.now) if args.now else (event.timestamp or datetime.now(UTC))
-    decision = evaluate(ruleset, event, parse_state(args.state, ruleset), now=now)
+    state = parse_state(args.state, ruleset)
+    decision = evaluate(ruleset, event, state, now=now)
+    views = dict.fromkeys(ruleset.shadow_rules, state)  # each shadow view starts as given
+    shadows = decide_shadows(ruleset, event, decision, views, now=now)
     if args.json:
-        print(json.dumps(decision.to_json(), indent=2, ensure_ascii=False, default=str))
+        data = decision.to_json()
+        if shadows:
+            data["shadow"] = [v.to_json() for v in shadows]
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     else:
         print(render_decision(decision, would=True))
+        for verdict in shadows:
+            print("\n".join(render_verdict(describe_verdict(verdict))))
     return 0
 
 

@@ -15,7 +15,7 @@ from worker.settings import Settings
 from worker.startup import preflight, rule_source
 from worker.storage.clients import sync_redis
 
-SERVICES: Final = frozenset({"up", "serve", "work"})
+SERVICES: Final = frozenset({"up", "serve", "work", "console"})
 AddCommand = Callable[..., argparse.ArgumentParser]
 
 
@@ -31,7 +31,12 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
     concurrency = args.concurrency or settings.worker_concurrency
     return run_up(
-        settings, host=args.host, port=args.port, concurrency=concurrency, preflight=check
+        settings,
+        host=args.host,
+        port=args.port,
+        concurrency=concurrency,
+        console_port=args.console_port,
+        preflight=check,
     )
 
 
@@ -89,6 +94,7 @@ def add_commands(add: AddCommand) -> None:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--concurrency", type=int, help="worker threads (default WORKER_CONCURRENCY)")
+    up.add_argument("--console-port", type=int, default=8001, help="the console's port")
 
     serve = add("serve", _serve, "run the webhook receiver")
     serve.add_argument("--host", default="127.0.0.1")

@@ -1,4 +1,5 @@
-"""`ticket-worker up`: receiver, worker and (when needed) Redis as one supervised group.
+"""`ticket-worker up`: receiver, worker, console (when ADMIN_TOKEN or VIEWER_TOKEN is set)
+and (when needed) Redis as one supervised group.
 
 With no REDIS_URL an embedded redis-server (append-only, under `.ticket-worker/`) is
 started; with no helpdesk credentials at all the group runs dry-run and says so. If any
@@ -91,6 +92,7 @@ def run_up(
     host: str,
     port: int,
     concurrency: int,
+    console_port: int = 8001,
     preflight: Callable[[str], object] | None = None,
     echo: Callable[[str], None] = print,
 ) -> int:
@@ -137,6 +139,12 @@ def run_up(
     try:
         children.append(_spawn([*cli, "serve", "--host", host, "--port", str(port)], env))
         children.append(_spawn([*cli, "work", "--concurrency", str(concurrency)], env))
+        if settings.admin_token is not None or settings.viewer_token is not None:
+            console = [*cli, "console", "--host", host, "--port", str(console_port)]
+            children.append(_spawn(console, env))
+            notes.append(f"console:  http://{host}:{console_port}/ (sign in with the token)")
+        else:
+            notes.append("console:  off (set ADMIN_TOKEN or VIEWER_TOKEN to turn it on)")
         STATE_DIR.mkdir(exist_ok=True)
         (STATE_DIR / RECEIVER_FILE).write_text(url + "\n")
         echo("ticket-worker is up")

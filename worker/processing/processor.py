@@ -18,7 +18,8 @@ waits coming due (`t...`, worker.processing.timer_items): each is decided once (
 `engine.timers.fire`) and carried out the same way.
 
 A dry run (`DRY_RUN`, or an event accepted under it) decides against its own view of the
-tickets (`tw:dry:state:{conv}`) and never changes what a live run believes.
+tickets (`tw:dry:state:{conv}`) and never changes what a live run believes. Shadow rules
+decide each item in views of their own, never carried out (`shadow_runner`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from worker.errors import PayloadError
 from worker.metrics import WorkerMetrics, event_label
 from worker.processing.action_runner import ActionRunner
 from worker.processing.actions import ActionExecutor
+from worker.processing.shadow_runner import ShadowRunner
 from worker.processing.timer_items import open_timer, wait_of
 from worker.storage import keys
 from worker.storage.conversations import ConversationStore
@@ -103,6 +105,7 @@ class ConversationProcessor:
         self._stopping = stopping
         self._metrics = metrics or WorkerMetrics()
         self._steps = DrainSteps(store.client)
+        self._shadows = ShadowRunner(store, clock=clock)
         self._runner = ActionRunner(
             store=store,
             executor=executor,
@@ -130,6 +133,32 @@ class ConversationProcessor:
             return DrainReport(busy=True)
         if not isinstance(head, Head):
             return DrainReport()
+        return self._drain_from(conversation, token, head, started)
+
+    def drain_ready(self) -> DrainReport:
+        """Take ready conversations (worker.storage.drains) one after another and drain
+        each, until none is ready or the run budget is spent (then wake another drain)."""
+        started = self._clock()
+        processed = 0
+        woken = True
+        while True:
+            now = self._clock()
+            if now - started > self._run_budget or self._stopping():
+                self._steps.nudge()
+                return DrainReport(processed)
+            token = secrets.token_hex(8)
+            taken = self._steps.take_ready(
+                token, ttl_ms=self._leases.ttl_ms, now=now, dry_run=self._dry_run, woken=woken
+            )
+            woken = False
+            if taken is None:
+                return DrainReport(processed)
+            if isinstance(taken, tuple):
+                conversation, head = taken
+                processed += self._drain_from(conversation, token, head, now).processed
+
+    def _drain_from(self, conversation: str, token: str, head: Head, started: float) -> DrainReport:
+        """Drain a conversation whose lock (`token`) this drain took with its first item."""
         released = False
         try:
             with self._leases.hold(conversation, token) as lease:
@@ -195,6 +224,7 @@ class ConversationProcessor:
             else:  # another drain decided it first: read what it left
                 state = self._store.state(conversation, record.view)
             self._observe(record, event, wait, decision)
+        self._shadows.run(self._rules(), record, event, wait, decision)
         for action in decision.actions:
             if action.key in record.done:
                 continue

@@ -21,7 +21,7 @@ from celery import Celery
 from celery.exceptions import Reject
 
 from worker.processing.processor import DrainReport
-from worker.storage.wire import DRAIN_TASK
+from worker.storage.wire import DRAIN_READY_TASK, DRAIN_TASK
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +32,23 @@ REDIS_PATIENCE: Final = 30.0
 class Drainer(Protocol):
     def drain(self, conversation: str) -> DrainReport: ...
 
+    def drain_ready(self) -> DrainReport: ...
+
 
 def drain(
     processor: Drainer,
-    conversation: str,
+    conversation: str | None,
     *,
     ping: Callable[[], object] = lambda: None,
     pause: float = REDIS_ERROR_PAUSE,
     patience: float = REDIS_PATIENCE,
 ) -> dict[str, object]:
-    """Process one conversation's inbox (see worker.processing.processor); safe to run any
-    number of times. Raise Reject(requeue=True) when Redis fails under it, once `ping`
-    (a Redis round trip) succeeds again or `patience` seconds have passed."""
+    """Process one conversation's inbox, or (None) the conversations ready for any drain
+    (see worker.processing.processor); safe to run any number of times. Raise
+    Reject(requeue=True) when Redis fails under it, once `ping` (a Redis round trip)
+    succeeds again or `patience` seconds have passed."""
     try:
-        report = processor.drain(conversation)
+        report = processor.drain(conversation) if conversation else processor.drain_ready()
     except (redis.RedisError, OSError) as exc:
         log.warning(
             "drain interrupted by a Redis error; handing the message back once Redis answers",
@@ -69,8 +72,12 @@ def drain(
 
 
 def register_drain(app: Celery, processor: Drainer, ping: Callable[[], object]) -> None:
-    """Register the drain task on `app`, under the name its messages carry (DRAIN_TASK)."""
+    """Register the drain tasks on `app`, under the names their messages carry."""
 
     @app.task(name=DRAIN_TASK, ignore_result=True)
     def drain_task(conversation: str) -> dict[str, object]:
         return drain(processor, conversation, ping=ping)
+
+    @app.task(name=DRAIN_READY_TASK, ignore_result=True)
+    def drain_ready_task() -> dict[str, object]:
+        return drain(processor, None, ping=ping)

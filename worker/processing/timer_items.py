@@ -20,7 +20,6 @@ from worker.storage import keys
 from worker.storage.conversations import ConversationStore
 from worker.storage.records import DeliveryRecord
 from worker.storage.timers import TimerItem, item_prefix, split_member
-from worker.storage.wire import drain_message
 
 Gone = Literal["superseded", "dropped"]
 
@@ -70,6 +69,6 @@ def open_timer(
 
 def timer_release(member: str) -> Release:
     """How the releaser releases a due member of `tw:timers`: its item onto the
-    conversation's inbox, then a drain of the conversation."""
+    conversation's inbox, and the conversation made ready (tw:ready)."""
     conversation = split_member(member)[2]
-    return Release(drain_message(conversation), keys.inbox(conversation), item_prefix(member))
+    return Release(inbox=keys.inbox(conversation), item=item_prefix(member), ready=conversation)

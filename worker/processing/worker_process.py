@@ -8,7 +8,10 @@ the dead-letter trim, the lease keeper) run in the worker's main process:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import tempfile
 import threading
 import time
@@ -21,7 +24,7 @@ import redis
 from worker.delivery.dlq import DeadLetterQueue, DroppedLetter
 from worker.delivery.gate import RateGate
 from worker.delivery.lease import LeaseKeeper
-from worker.delivery.parking import ParkedReleaser, ParkingLot
+from worker.delivery.parking import ParkedReleaser, ParkingLot, ready
 from worker.delivery.periodic import Periodic
 from worker.delivery.ratelimit import (
     RateLimiter,
@@ -44,12 +47,14 @@ from worker.startup import rule_source, secret_values
 from worker.storage import keys
 from worker.storage.clients import sync_redis
 from worker.storage.conversations import ConversationStore
-from worker.storage.upgrade import expire_legacy_keys
+from worker.storage.drains import DrainSteps
+from worker.storage.upgrade import convert_decision_log, expire_legacy_keys
 from worker.storage.wire import drain_message
 
 log = logging.getLogger(__name__)
 
 RECOVERY_INTERVAL: Final = 15.0
+WAKE_INTERVAL: Final = 5.0
 DLQ_TRIM_INTERVAL: Final = 60.0
 HEARTBEAT_INTERVAL: Final = 5.0
 # Touched every few seconds by a live worker: the compose health check reads its age.
@@ -163,19 +168,30 @@ class WorkerProcess:
         )
         self._serve_metrics()
         self._background = [
-            ParkedReleaser(self.parking, drain_message),
+            ParkedReleaser(self.parking, ready),
             ParkedReleaser(self.timers, timer_release),
             Periodic("rules", REFRESH_INTERVAL, self.rules.refresh),
             Periodic("recovery", RECOVERY_INTERVAL, lambda: recovery.sweep(time.time())),
+            # ready conversations with no wake message waiting (a lost message, a count
+            # that drifted): queue one
+            Periodic("wake", WAKE_INTERVAL, DrainSteps(self.redis).nudge),
             Periodic("dlq-trim", DLQ_TRIM_INTERVAL, self.dead_letters.trim),
-            Periodic("heartbeat", HEARTBEAT_INTERVAL, HEARTBEAT_FILE.touch),
+            Periodic("heartbeat", HEARTBEAT_INTERVAL, self._heartbeat),
         ]
         for thread in self._background:
             thread.start()
         threading.Thread(target=self._upgrade, name="upgrade", daemon=True).start()
 
+    def _heartbeat(self) -> None:
+        """Touch the heartbeat file, and tell the console this worker lives (30 s key)."""
+        HEARTBEAT_FILE.touch()
+        key = keys.worker_heartbeat(socket.gethostname(), os.getpid())
+        with contextlib.suppress(redis.RedisError):
+            self.redis.set(key, repr(time.time()), ex=keys.WORKER_HEARTBEAT_TTL)
+
     def _upgrade(self) -> None:
         try:
+            convert_decision_log(self.redis)
             expire_legacy_keys(self.redis, retention=self.settings.state_retention)
         except redis.RedisError:
             log.warning("could not check for keys without an expiry", exc_info=True)

@@ -9,7 +9,7 @@ Key names and their expiries live in `worker.storage.keys`; the receiver's
     tw:inbox:{conv}      list  delivery ids in arrival order
     tw:state:{conv}      str   ConversationState JSON (tw:dry:state:{conv}: the dry-run view)
     tw:lock:{conv}       str   the token of the one process draining the conversation
-    tw:decisions[:conv:{conv}]  lists of delivery ids, newest first (the decision log)
+    tw:decisions[:conv:{conv}]  the decision log: a stream (decision_index), id lists
 
 Retention: a conversation's state, inbox, per-conversation log and delivery records expire
 `retention` seconds (STATE_RETENTION) after its last event. A conversation keeps at most
@@ -32,26 +32,29 @@ import redis
 from worker.engine.decision import Decision
 from worker.engine.model import ConversationState
 from worker.storage import keys, timers
+from worker.storage.decision_index import newest_ids
 from worker.storage.keys import View
 from worker.storage.records import DeliveryRecord, compact, parse_record, stored_form
 
-# Store the decision once; a second caller gets the first decision back. With a conversation
-# (KEYS[2] not empty): its state (TTL ARGV[9]), its waits in the timers set (KEYS[5]: ARGV[10]
-# members to add with their scores, then members to remove), and its log, whose record
-# pushed out is deleted.
+# Store the decision once; a second caller gets the first decision back. The global log
+# (KEYS[3], a stream capped near ARGV[5]; an old list log is moved to KEYS[6] for the
+# upgrade) gets id, conversation, event, rules (ARGV[10..12]). With a conversation (KEYS[2]):
+# its state (TTL ARGV[9]), waits (KEYS[5]: ARGV[13] adds with scores, then removals), and
+# its log, whose record pushed out is deleted.
 _STORE_DECISION = """
 local existing = redis.call('HGET', KEYS[1], 'decision')
 if existing then return existing end
 redis.call('HSET', KEYS[1], 'decision', ARGV[1])
 local retention = tonumber(ARGV[7])
-redis.call('LPUSH', KEYS[3], ARGV[4])
-redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
+if redis.call('TYPE', KEYS[3]).ok == 'list' then redis.call('RENAME', KEYS[3], KEYS[6]) end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
+           'd', ARGV[4], 'c', ARGV[10], 'e', ARGV[11], 'r', ARGV[12])
 if KEYS[2] ~= '' then
   redis.call('HSET', KEYS[1], 'state_before', ARGV[2])
   redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[9])
-  local adds = tonumber(ARGV[10])
-  for i = 11, 10 + 2 * adds, 2 do redis.call('ZADD', KEYS[5], ARGV[i + 1], ARGV[i]) end
-  for i = 11 + 2 * adds, #ARGV do redis.call('ZREM', KEYS[5], ARGV[i]) end
+  local adds = tonumber(ARGV[13])
+  for i = 14, 13 + 2 * adds, 2 do redis.call('ZADD', KEYS[5], ARGV[i + 1], ARGV[i]) end
+  for i = 14 + 2 * adds, #ARGV do redis.call('ZREM', KEYS[5], ARGV[i]) end
   redis.call('LPUSH', KEYS[4], ARGV[4])
   local limit = tonumber(ARGV[6])
   local gone = redis.call('LRANGE', KEYS[4], limit, -1)
@@ -104,10 +107,8 @@ return 1
 
 
 class ConversationStore:
-    """Typed access to the worker's Redis records (see the module docstring).
-
-    `retention` is STATE_RETENTION in seconds.
-    """
+    """Typed access to the worker's Redis records (module docstring); `retention` is
+    STATE_RETENTION in seconds."""
 
     def __init__(
         self,
@@ -198,8 +199,7 @@ class ConversationStore:
         )
 
     def exists(self, conversation: str, view: View = "live") -> bool:
-        """Does the conversation's state exist (it expires STATE_RETENTION after its last
-        event)?"""
+        """Does the conversation's state exist (it expires STATE_RETENTION after its last)?"""
         return bool(self._redis.exists(keys.state(conversation, view)))
 
     def load(self, delivery_id: str) -> DeliveryRecord | None:
@@ -231,6 +231,7 @@ class ConversationStore:
                 keys.DECISIONS,
                 keys.conversation_log(record.conversation) if conversation else "",
                 keys.TIMERS,
+                keys.LEGACY_DECISIONS,
             ],
             args=[
                 compact(stored_form(decision)),
@@ -242,6 +243,9 @@ class ConversationStore:
                 self._retention,
                 keys.delivery(""),
                 self.state_ttl(after),
+                decision.conversation_id or "",
+                decision.event,
+                ",".join(decision.matched_rules),
                 len(added),
                 *(part for pair in added.items() for part in (pair[0], repr(pair[1]))),
                 *removed,
@@ -289,5 +293,7 @@ class ConversationStore:
         return ConversationState.from_json(json.loads(raw))
 
     def recent_deliveries(self, *, conversation: str | None, limit: int) -> list[str]:
-        key = keys.conversation_log(conversation) if conversation else keys.DECISIONS
-        return [v.decode() for v in cast(list[bytes], self._redis.lrange(key, 0, limit - 1))]
+        if conversation is None:
+            return newest_ids(self._redis, limit)
+        ids = self._redis.lrange(keys.conversation_log(conversation), 0, limit - 1)
+        return [v.decode() for v in cast(list[bytes], ids)]

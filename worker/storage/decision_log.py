@@ -1,8 +1,8 @@
 """The decision log as people read it: what matched, what was done and why.
 
 The records live on the deliveries (worker.storage.conversations); the log is the bounded
-list of recent delivery ids, overall and per conversation. `ticket-worker decisions` and
-`GET /decisions` both show `describe_delivery` of each.
+stream of recent decisions (worker.storage.decision_index) and a list per conversation.
+`ticket-worker decisions`, `GET /decisions` and the console all show `describe_delivery`.
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from typing import Any
 
 import redis.asyncio
 
+from worker.engine.shadow import ShadowVerdict, describe_difference
 from worker.storage import keys
+from worker.storage.decision_index import parse_entries
 from worker.storage.records import DeliveryRecord, parse_record
 
 
 def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
-    """A decision record: the event, every rule's outcome, each action and its outcome."""
+    """A decision record: the event, every rule's outcome, each action with its outcome
+    and its failed attempts."""
     decision = record.decision
     result: dict[str, Any] = {
         "delivery_id": record.delivery_id,
@@ -39,6 +42,7 @@ def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
                 "params": dict(a.params),
                 "skip_reason": a.skip_reason,
                 "outcome": dict(record.done.get(a.key, {"result": "pending"})),
+                "attempts": list(record.attempts.get(a.key, [])),
             }
             for a in decision.actions
         ],
@@ -51,17 +55,39 @@ def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
             for c in decision.wait_changes
         ],
     )
+    if record.shadow:
+        result["shadow"] = [describe_verdict(v) for v in record.shadow]
     return result
+
+
+def describe_verdict(verdict: ShadowVerdict) -> dict[str, Any]:
+    """A shadow rule's verdict as a decision record shows it: its actions are "would have"
+    (never carried out), and where its world differs from what live rules did."""
+    return {
+        "rule": verdict.rule,
+        "shadow": True,
+        "status": verdict.status,
+        "reason": verdict.reason,
+        "would_have": [
+            {"action": a.kind, "params": dict(a.params), "skip_reason": a.skip_reason}
+            for a in verdict.actions
+        ],
+        "differs": [describe_difference(d) for d in verdict.differences],
+    }
 
 
 async def recent_decisions(
     client: redis.asyncio.Redis, *, conversation: str | None, limit: int
 ) -> list[dict[str, Any]]:
     """The newest `limit` decision records (of one conversation, when given)."""
-    key = keys.conversation_log(conversation) if conversation else keys.DECISIONS
-    ids = [
-        i.decode() if isinstance(i, bytes) else i for i in await client.lrange(key, 0, limit - 1)
-    ]
+    if conversation:
+        found = await client.lrange(keys.conversation_log(conversation), 0, limit - 1)
+        ids = [i.decode() if isinstance(i, bytes) else i for i in found]
+    elif await client.type(keys.DECISIONS) in (b"stream", "stream"):
+        raw = await client.xrevrange(keys.DECISIONS, count=limit)
+        ids = [entry.delivery_id for entry in parse_entries(raw)]
+    else:
+        ids = []
     if not ids:
         return []
     pipe = client.pipeline(transaction=False)
@@ -73,6 +99,18 @@ async def recent_decisions(
         for delivery_id, fields in zip(ids, hashes, strict=True)
         if fields
     ]
+
+
+def render_verdict(verdict: dict[str, Any]) -> list[str]:
+    """A described shadow verdict in lines: "shadow R: would have open_ticket", ..."""
+    lines = []
+    for action in verdict["would_have"]:
+        skip = f" (skipped: {action['skip_reason']})" if action["skip_reason"] else ""
+        lines.append(f"  {action['action']:<24} would have{skip}  <- {verdict['rule']} [shadow]")
+    if not verdict["would_have"]:
+        lines.append(f"  shadow {verdict['rule']}: {verdict['status']} ({verdict['reason']})")
+    lines.extend(f"  shadow {verdict['rule']} differs: {text}" for text in verdict["differs"])
+    return lines
 
 
 def render_delivery(described: dict[str, Any]) -> str:
@@ -90,6 +128,8 @@ def render_delivery(described: dict[str, Any]) -> str:
         lines.append(f"  {action['action']:<24} {result}{detail}  <- {action['rule']}")
     for wait in described.get("waits", ()):
         lines.append(f"  wait of {wait['rule']}: {wait['change']}")
+    for verdict in described.get("shadow", ()):
+        lines.extend(render_verdict(verdict))
     if not described["actions"] and not described.get("waits"):
         lines.append("actions: none (see `ticket-worker explain` for why each rule did not match)")
     return "\n".join(lines)

@@ -16,6 +16,14 @@ scripts:
   same script, so an event pushed a moment later always finds the lock free (its own
   drain message takes it) and none is left behind.
 
+A woken drain (the `drain_ready` task: the receiver queues one while few are waiting, see
+worker.storage.inbox) takes conversations from `tw:ready` with `take_ready`: pop one, take
+its lock and open its head, in one script, so a drain killed right after still leaves the
+conversation marked active for recovery. A conversation whose lock is held is skipped: the
+drain holding it sees the new item (its `advance` checks the inbox before letting go). When
+more conversations are ready and no wake message waits, `take_ready` queues one, so idle
+threads join in; `nudge` does the same when a drain stops with work left.
+
 A timer item (`t...`, worker.storage.timers) is opened with the state of its own view only:
 its delivery record is made when it is carried out (worker.processing.timer_items).
 """
@@ -32,6 +40,7 @@ import redis
 from worker.engine.model import ConversationState
 from worker.storage import keys
 from worker.storage.timers import TIMER_ITEM
+from worker.storage.wire import wake_message
 
 # open_head(inbox, delivery prefix, live state key, dry state key, dry flag):
 # nil for an empty inbox, else {item, record fields (flat), state JSON or ''}.
@@ -98,6 +107,51 @@ return head
 )
 
 
+# KEYS: ready, wakes, active, queue. ARGV: token, ttl ms, now, delivery prefix, live and
+# dry state prefixes, dry flag, woken ('1': this drain's first call: one wake is used up),
+# a wake message, wakes ttl, lock prefix, inbox prefix. {}: nothing ready; {''}: only
+# conversations other drains hold or with nothing left (call again); {conv, head}.
+_TAKE_READY: Final = (
+    _OPEN_HEAD
+    + """
+local function wakes() return tonumber(redis.call('GET', KEYS[2]) or '0') end
+if ARGV[8] == '1' and wakes() > 0 then redis.call('DECR', KEYS[2]) end
+for _ = 1, 50 do
+  local conv = redis.call('LPOP', KEYS[1])
+  if not conv then return {} end
+  local lock = ARGV[11] .. conv
+  if redis.call('SET', lock, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    local head = open_head(ARGV[12] .. conv, ARGV[4], ARGV[5] .. conv, ARGV[6] .. conv, ARGV[7])
+    if head then
+      redis.call('ZADD', KEYS[3], ARGV[3], conv)
+      if redis.call('LLEN', KEYS[1]) > 0 and wakes() == 0 then
+        redis.call('INCR', KEYS[2])
+        redis.call('EXPIRE', KEYS[2], ARGV[10])
+        redis.call('LPUSH', KEYS[4], ARGV[9])
+      end
+      return {conv, head}
+    end
+    redis.call('DEL', lock)
+  end
+end
+return {''}
+"""
+)
+
+# KEYS: ready, wakes, queue. ARGV: a wake message, wakes ttl. Queue it when conversations
+# are ready and no wake message waits; 1 if queued.
+_NUDGE: Final = """
+if redis.call('LLEN', KEYS[1]) == 0 then return 0 end
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then return 0 end
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('LPUSH', KEYS[3], ARGV[1])
+return 1
+"""
+
+AGAIN: Final = "again"
+
+
 @dataclass(frozen=True)
 class Head:
     """The inbox's first item, opened: its record's fields (empty for a timer item or a
@@ -135,6 +189,47 @@ class DrainSteps:
     def __init__(self, client: redis.Redis) -> None:
         self._begin = client.register_script(_BEGIN)
         self._advance = client.register_script(_ADVANCE)
+        self._take_ready = client.register_script(_TAKE_READY)
+        self._nudge = client.register_script(_NUDGE)
+
+    def take_ready(
+        self, token: str, *, ttl_ms: int, now: float, dry_run: bool, woken: bool
+    ) -> tuple[str, Head] | str | None:
+        """Take a ready conversation and open its head: (conversation, head); AGAIN when
+        only held or finished conversations were popped (call again); None when none is
+        ready. `woken`: the drain's first call (it used up one wake message)."""
+        reply = self._take_ready(
+            keys=[keys.READY, keys.WAKES, keys.ACTIVE, keys.CELERY_QUEUE],
+            args=[
+                token,
+                ttl_ms,
+                repr(now),
+                keys.delivery(""),
+                keys.state("", "live"),
+                keys.state("", "dry"),
+                "1" if dry_run else "0",
+                "1" if woken else "0",
+                wake_message(),
+                keys.WAKES_TTL,
+                keys.lock(""),
+                keys.inbox(""),
+            ],
+        )
+        parts = cast(list[object], reply)
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return AGAIN
+        head = _opened(parts[1])
+        assert isinstance(head, Head)
+        return cast(bytes, parts[0]).decode(), head
+
+    def nudge(self) -> bool:
+        """Queue a wake message when conversations are ready and none waits."""
+        reply = self._nudge(
+            keys=[keys.READY, keys.WAKES, keys.CELERY_QUEUE], args=[wake_message(), keys.WAKES_TTL]
+        )
+        return bool(reply)
 
     @staticmethod
     def _state_keys(conversation: str, dry_run: bool) -> list[str]:

@@ -8,7 +8,14 @@ expiries in `worker.storage.keys`):
                                                       (expires STATE_RETENTION from now)
     RPUSH  tw:inbox:{conv} delivery_id                per-conversation arrival order
                                                       (expires STATE_RETENTION from now)
-    LPUSH  celery <protocol-2 message: worker.tasks.drain(conv)>
+    RPUSH  tw:ready conv                              ready for any drain to take
+    LPUSH  celery <protocol-2 message: worker.tasks.drain_ready()>
+                                                      only while fewer than WAKE_LIMIT
+                                                      such wake messages wait (tw:wakes)
+
+A wake message is not one per webhook: a woken drain takes ready conversations one after
+another (worker.storage.drains), so a backlog costs the broker a few messages, not one per
+event, and a drain that finds more work ready than drains queued wakes one more.
 
 `delivery_id` is the first 32 hex digits of sha256(raw body); `conv` is the event's
 conversation id, or `d:{delivery_id}` for events without one. The Celery message is built in
@@ -41,15 +48,17 @@ from redis.exceptions import NoScriptError, RedisError
 from worker.engine.model import Event
 from worker.errors import QueueUnavailableError
 from worker.storage import keys
-from worker.storage.wire import DRAIN_TASK, celery_message
+from worker.storage.wire import DRAIN_READY_TASK, celery_message
 
 DEADLINE_SECONDS: Final = 1.5
+WAKE_LIMIT: Final = 4  # wake messages waiting at most, from the receiver (drains add more)
 REPLICA_WAIT_MS: Final = 200  # how long a batch waits for its replicas (with `replicas`)
 REPLICA_CHECK_SECONDS: Final = 2.0  # how often the connected replicas are counted
 
 ACCEPT_SCRIPT: Final = """
--- KEYS: seen, delivery, inbox, celery queue
--- ARGV: delivery_id, raw, received_at, dry_run, conversation, message, seen_ttl, retention
+-- KEYS: seen, delivery, inbox, celery queue, ready, wakes
+-- ARGV: delivery_id, raw, received_at, dry_run, conversation, wake message, seen_ttl,
+--       retention, wake limit, wakes ttl
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[7]) then
   return 0
 end
@@ -58,7 +67,12 @@ redis.call('HSET', KEYS[2], 'raw', ARGV[2], 'received_at', ARGV[3],
 redis.call('EXPIRE', KEYS[2], ARGV[8])
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[8])
-redis.call('LPUSH', KEYS[4], ARGV[6])
+redis.call('RPUSH', KEYS[5], ARGV[5])
+if tonumber(redis.call('GET', KEYS[6]) or '0') < tonumber(ARGV[9]) then
+  redis.call('INCR', KEYS[6])
+  redis.call('EXPIRE', KEYS[6], ARGV[10])
+  redis.call('LPUSH', KEYS[4], ARGV[6])
+end
 return 1
 """
 
@@ -128,20 +142,24 @@ class Inbox:
                 keys.delivery(delivery_id),
                 keys.inbox(conv),
                 self._queue,
+                keys.READY,
+                keys.WAKES,
                 delivery_id,
                 raw,
                 repr(self._now()),
                 "1" if dry_run else "0",
                 conv,
-                celery_message(DRAIN_TASK, [conv], self._queue),
+                celery_message(DRAIN_READY_TASK, [], self._queue),
                 keys.SEEN_TTL,
                 self._retention,
+                WAKE_LIMIT,
+                keys.WAKES_TTL,
             )
         )
         return AcceptResult(delivery_id=delivery_id, duplicate=not created)
 
     def _run_script(self, keys_and_args: _ScriptArgs) -> asyncio.Future[object]:
-        """The script's answer for these 4 keys and 8 args, sent with the calls of every other
+        """The script's answer for these 6 keys and 10 args, sent with the calls of every other
         request of this event-loop turn as one pipeline (one client round trip for the lot).
 
         A batch is never held back waiting for company: it leaves on the next loop turn.
@@ -215,7 +233,7 @@ class Inbox:
     async def _evalsha_all(self, calls: list[_ScriptArgs]) -> list[object]:
         pipe = self._redis.pipeline(transaction=False)
         for call in calls:
-            pipe.evalsha(self._sha, 4, *call)
+            pipe.evalsha(self._sha, 6, *call)
         results: list[object] = await pipe.execute(raise_on_error=False)
         return results
 

@@ -15,8 +15,20 @@ expiry that is not listed as bounded.
     tw:inbox:{conv}                  list    receiver, worker  STATE_RETENTION after the last push
     tw:state:{conv}                  string  worker            STATE_RETENTION after the last event
     tw:dry:state:{conv}              string  worker            the same, for the dry-run view
+    tw:shadow:state:{tag}:{conv}     string  worker            the same, for one shadow rule's view
+    tw:dry:shadow:state:{tag}:{conv} string  worker            (tag: 6 hex of the rule's name);
+                                                               the dry run's shadow views
+    tw:shadow:hour:{tag}:{hour}      hash    worker            SHADOW_REPORT_RETENTION (8 days)
+                                                               after its hour; fields bounded by
+                                                               the action kinds (counters and
+                                                               SHADOW_EXAMPLES examples each)
     tw:lock:{conv}                   string  worker            the lock's TTL (renewed while held)
-    tw:decisions                     list    worker            DECISION_LOG_LIMIT newest ids
+    tw:decisions                     stream  worker            ~DECISION_LOG_LIMIT newest entries
+                                                               (XADD MAXLEN ~): delivery id,
+                                                               conversation, event, rules
+    tw:decisions:v1                  list    worker            the log in its old form, moved
+                                                               aside; converted and deleted by
+                                                               worker.storage.upgrade
     tw:decisions:conv:{conv}         list    worker            DECISION_LOG_CONV_LIMIT ids, and
                                                                STATE_RETENTION after the last event
     tw:parked                        zset    worker            a member per conversation waiting
@@ -24,15 +36,25 @@ expiry that is not listed as bounded.
     tw:active                        zset    worker            a member per conversation being
                                                                drained; removed when its inbox
                                                                empties (recovery sweeps the rest)
+    tw:ready                         list    receiver, worker  a conversation per accepted webhook
+                                                               not yet taken by a drain: bounded
+                                                               by the backlog, like the queue
+    tw:wakes                         string  receiver, worker  the count of queued wake messages;
+                                                               WAKES_TTL after the last one
     tw:timers                        zset    worker            a member per pending wait (rules
                                                                with `after:`); removed when it is
                                                                released, restarted or cancelled
     tw:rl:{destination}              hash    worker            RATE_TTL (2 days) after the last call
+    tw:worker:{host}:{pid}           string  worker            WORKER_HEARTBEAT_TTL (30 s): a live
+                                                               worker's heartbeat
     tw:caps:{kind}:{conv}            zset    worker            the runaway breaker's window: at
                                                                most its cap, expiring one window
                                                                after the last action
     tw:dlq, tw:dlq:index             hash,   worker            DLQ_MAX letters, none older than
                                      zset                      DLQ_RETENTION
+    tw:dlq:audit:{letter}            string  console           DLQ_RETENTION after the last
+                                                               replay or drop: the letter and who
+                                                               replayed or dropped it, when, why
     tw:rules                         hash    every process     one: the newest accepted ruleset
 
 Celery's own keys (kombu's Redis transport) are listed too: the queue list and its
@@ -52,21 +74,30 @@ PREFIX: Final = "tw:"
 SEEN_TTL: Final = 24 * 3600
 QUIET_RECORD_TTL: Final = 24 * 3600
 RATE_TTL: Final = 2 * 86400
-DECISION_LOG_LIMIT: Final = 10_000
+WAKES_TTL: Final = 30
+DECISION_LOG_LIMIT: Final = 100_000
 DECISION_LOG_CONV_LIMIT: Final = 200
 DEFAULT_STATE_RETENTION: Final = 30 * 86400
 DEFAULT_DLQ_MAX: Final = 10_000
 DEFAULT_DLQ_RETENTION: Final = 90 * 86400
+SHADOW_REPORT_RETENTION: Final = 8 * 86400  # `shadow-report --since` reaches 7 days back
+SHADOW_EXAMPLES: Final = 3  # example items kept per shadow rule, hour and disagreement
+WORKER_HEARTBEAT_TTL: Final = 30
 
 CELERY_QUEUE: Final = "celery"
 DECISIONS: Final = f"{PREFIX}decisions"
+LEGACY_DECISIONS: Final = f"{PREFIX}decisions:v1"
 PARKED: Final = f"{PREFIX}parked"
 ACTIVE: Final = f"{PREFIX}active"
 TIMERS: Final = f"{PREFIX}timers"
+READY: Final = f"{PREFIX}ready"
+WAKES: Final = f"{PREFIX}wakes"
 DLQ: Final = f"{PREFIX}dlq"
 DLQ_INDEX: Final = f"{PREFIX}dlq:index"
 RULES: Final = f"{PREFIX}rules"
 RATE_PREFIX: Final = f"{PREFIX}rl:"
+WORKER_PREFIX: Final = f"{PREFIX}worker:"
+DLQ_AUDIT_PREFIX: Final = f"{PREFIX}dlq:audit:"
 
 View = Literal["live", "dry"]
 """Whose picture of the tickets a state key holds: live calls, or what a dry run imagined."""
@@ -90,6 +121,18 @@ def state(conversation: str, view: View = "live") -> str:
     return f"{PREFIX}state:{conversation}"
 
 
+def shadow_state(tag: str, conversation: str, view: View = "live") -> str:
+    """One shadow rule's view of a conversation (`tag`: `storage.timers.rule_tag`)."""
+    if view == "dry":
+        return f"{PREFIX}dry:shadow:state:{tag}:{conversation}"
+    return f"{PREFIX}shadow:state:{tag}:{conversation}"
+
+
+def shadow_hour(tag: str, hour: int) -> str:
+    """The shadow report's counters of one shadow rule for one hour (Unix time // 3600)."""
+    return f"{PREFIX}shadow:hour:{tag}:{hour}"
+
+
 def lock(conversation: str) -> str:
     return f"{PREFIX}lock:{conversation}"
 
@@ -104,6 +147,14 @@ def rate(destination: str) -> str:
 
 def caps(kind: str, conversation: str) -> str:
     return f"{PREFIX}caps:{kind}:{conversation}"
+
+
+def worker_heartbeat(host: str, pid: int) -> str:
+    return f"{WORKER_PREFIX}{host}:{pid}"
+
+
+def dlq_audit(letter_id: str) -> str:
+    return DLQ_AUDIT_PREFIX + letter_id
 
 
 @dataclass(frozen=True)
@@ -133,6 +184,17 @@ KEYS: Final = (
     KeySpec(f"{PREFIX}inbox:", "list", "receiver, worker", True, "STATE_RETENTION after a push"),
     KeySpec(f"{PREFIX}state:", "string", "worker", True, "STATE_RETENTION after an event"),
     KeySpec(f"{PREFIX}dry:state:", "string", "worker", True, "STATE_RETENTION after an event"),
+    KeySpec(f"{PREFIX}shadow:state:", "string", "worker", True, "STATE_RETENTION after an event"),
+    KeySpec(
+        f"{PREFIX}dry:shadow:state:", "string", "worker", True, "STATE_RETENTION after an event"
+    ),
+    KeySpec(
+        f"{PREFIX}shadow:hour:",
+        "hash",
+        "worker",
+        True,
+        "SHADOW_REPORT_RETENTION after its hour; counters and examples per action kind",
+    ),
     KeySpec(f"{PREFIX}lock:", "string", "worker", True, "the lock TTL, renewed while held"),
     KeySpec(
         f"{PREFIX}decisions:conv:",
@@ -141,11 +203,16 @@ KEYS: Final = (
         True,
         f"{DECISION_LOG_CONV_LIMIT} ids; STATE_RETENTION after an event",
     ),
-    KeySpec(DECISIONS, "list", "worker", False, f"{DECISION_LOG_LIMIT} ids", exact=True),
+    KeySpec(DECISIONS, "stream", "worker", False, f"~{DECISION_LOG_LIMIT} entries", exact=True),
+    KeySpec(LEGACY_DECISIONS, "list", "worker", False, "converted at start", exact=True),
     KeySpec(PARKED, "zset", "worker", False, "one member per waiting conversation", exact=True),
     KeySpec(ACTIVE, "zset", "worker", False, "one member per draining conversation", exact=True),
+    KeySpec(READY, "list", "receiver, worker", False, "the backlog not yet taken", exact=True),
+    KeySpec(WAKES, "string", "receiver, worker", True, "WAKES_TTL: 30 s", exact=True),
     KeySpec(TIMERS, "zset", "worker", False, "one member per pending wait", exact=True),
     KeySpec(RATE_PREFIX, "hash", "worker", True, "RATE_TTL: 2 days after the last call"),
+    KeySpec(WORKER_PREFIX, "string", "worker", True, "WORKER_HEARTBEAT_TTL: 30 s"),
+    KeySpec(DLQ_AUDIT_PREFIX, "string", "console", True, "DLQ_RETENTION after the last"),
     KeySpec(f"{PREFIX}caps:", "zset", "worker", True, "its cap; one window after the last"),
     KeySpec(DLQ, "hash", "worker", False, "DLQ_MAX letters, DLQ_RETENTION", exact=True),
     KeySpec(DLQ_INDEX, "zset", "worker", False, "DLQ_MAX letters, DLQ_RETENTION", exact=True),

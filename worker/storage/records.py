@@ -3,7 +3,8 @@
     tw:delivery:{id}   hash  raw, received_at, dry_run, conversation,
                              decision (JSON, written once), state_before (JSON),
                              done:{rule#i} (JSON outcome), attempts:{rule#i} (JSON list),
-                             sending:{rule#i} (a HelpWave create about to go: send_intents)
+                             sending:{rule#i} (a HelpWave create about to go: send_intents),
+                             shadow (JSON: the shadow rules' verdicts, `storage.shadow_log`)
 
 `parse_record` reads the hash; `stored_form` is the decision as it is written.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from worker.engine.decision import Decision
 from worker.engine.model import ConversationState
+from worker.engine.shadow import ShadowVerdict
 from worker.storage.keys import View
 
 
@@ -33,6 +35,7 @@ class DeliveryRecord:
     state_before: ConversationState | None
     done: Mapping[str, Mapping[str, Any]]
     attempts: Mapping[str, list[dict[str, Any]]]
+    shadow: tuple[ShadowVerdict, ...] | None = None  # None: no shadow rule decided it
 
     @property
     def view(self) -> View:
@@ -56,6 +59,7 @@ def parse_record(delivery_id: str, fields: Mapping[bytes, bytes]) -> DeliveryRec
             attempts[text[9:]] = json.loads(value)
     decision = fields.get(b"decision")
     before = fields.get(b"state_before")
+    shadow = fields.get(b"shadow")
     return DeliveryRecord(
         delivery_id=delivery_id,
         raw=fields.get(b"raw", b""),
@@ -66,6 +70,9 @@ def parse_record(delivery_id: str, fields: Mapping[bytes, bytes]) -> DeliveryRec
         state_before=ConversationState.from_json(json.loads(before)) if before else None,
         done=done,
         attempts=attempts,
+        shadow=None
+        if shadow is None
+        else tuple(ShadowVerdict.from_json(v) for v in json.loads(shadow)),
     )
 
 
@@ -81,7 +88,7 @@ def stored_form(decision: Decision) -> dict[str, Any]:
 def is_quiet(decision: Decision) -> bool:
     """No rule listened to the event (every rule is disabled or waits for other events)."""
     return not decision.actions and all(
-        o.status in ("not_for_event", "disabled") for o in decision.outcomes
+        o.status in ("not_for_event", "disabled", "shadow") for o in decision.outcomes
     )
 
 

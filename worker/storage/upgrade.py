@@ -6,15 +6,23 @@ without one): every worker runs `expire_legacy_keys` once at start, in the backg
     tw:delivery:*, tw:decisions:conv:*
 
 Only keys with no expiry are touched; it is idempotent, and cheap once nothing is left.
+
+`convert_decision_log` (run with it) turns the global decision log of an earlier version, a
+list of delivery ids at `tw:decisions` (or moved aside to `tw:decisions:v1` by the first
+decision stored since), into the stream entries of `worker.storage.decision_index`, oldest
+first, before the entries written since.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 
+from worker.engine.decision import Decision
 from worker.storage import keys
 
 log = logging.getLogger(__name__)
@@ -61,3 +69,69 @@ def expire_legacy_keys(client: redis.Redis, *, retention: int, batch: int = 1000
     if changed:
         log.info("gave an expiry to %d keys written by an earlier version", changed)
     return changed
+
+
+_MOVE_LIST = """
+if redis.call('TYPE', KEYS[1]).ok == 'list' then redis.call('RENAME', KEYS[1], KEYS[2]) end
+"""
+
+
+def _legacy_entries(client: redis.Redis, ids: list[bytes]) -> list[tuple[str, dict[str, str]]]:
+    """(stream id, fields) of the listed deliveries still stored, oldest first."""
+    pipe = client.pipeline(transaction=False)
+    for delivery_id in ids:
+        pipe.hmget(keys.delivery(delivery_id.decode()), "received_at", "decision")
+    entries: list[tuple[str, dict[str, str]]] = []
+    last_ms, seq = 0, 0
+    for delivery_id, (received, stored) in reversed(list(zip(ids, pipe.execute(), strict=True))):
+        if stored is None:
+            continue
+        decision = Decision.from_json(json.loads(stored))
+        ms = max(int(float(received or 0) * 1000), last_ms)
+        seq = seq + 1 if ms == last_ms else 0
+        last_ms = ms
+        fields = {
+            "d": delivery_id.decode(),
+            "c": decision.conversation_id or "",
+            "e": decision.event,
+            "r": ",".join(decision.matched_rules),
+        }
+        entries.append((f"{ms}-{seq}", fields))
+    return entries
+
+
+def convert_decision_log(client: redis.Redis) -> int:
+    """Convert an old list-form decision log into the stream; return the entries added."""
+    client.register_script(_MOVE_LIST)(keys=[keys.DECISIONS, keys.LEGACY_DECISIONS])
+    ids = [i for i in client.lrange(keys.LEGACY_DECISIONS, 0, -1) if isinstance(i, bytes)]
+    if not ids:
+        client.delete(keys.LEGACY_DECISIONS)
+        return 0
+    entries = _legacy_entries(client, ids)
+    with client.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(keys.DECISIONS)  # type: ignore[no-untyped-call]
+                current: list[Any] = pipe.xrange(keys.DECISIONS) or []
+                pipe.multi()
+                pipe.delete(keys.DECISIONS)
+                newest = [(e[0].decode(), e[1]) for e in current]
+                first = newest[0][0] if newest else None
+                for entry_id, fields in entries:
+                    if first is None or _older(entry_id, first):
+                        pipe.xadd(keys.DECISIONS, fields, id=entry_id)  # type: ignore[arg-type]
+                for entry_id, fields in newest:
+                    pipe.xadd(keys.DECISIONS, fields, id=entry_id)
+                pipe.delete(keys.LEGACY_DECISIONS)
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    log.info("converted %d decision log entries to the stream form", len(entries))
+    return len(entries)
+
+
+def _older(a: str, b: str) -> bool:
+    ams, aseq = (int(x) for x in a.split("-"))
+    bms, bseq = (int(x) for x in b.split("-"))
+    return (ams, aseq) < (bms, bseq)

@@ -25,6 +25,7 @@ from typing import Final
 from worker.storage.keys import CELERY_QUEUE
 
 DRAIN_TASK: Final = "worker.tasks.drain"
+DRAIN_READY_TASK: Final = "worker.tasks.drain_ready"
 
 _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 
@@ -32,6 +33,11 @@ _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 def drain_message(conversation: str) -> str:
     """The message that drains `conversation`."""
     return celery_message(DRAIN_TASK, [conversation])
+
+
+def wake_message() -> str:
+    """The message that wakes a worker to drain ready conversations (`tw:ready`)."""
+    return celery_message(DRAIN_READY_TASK, [])
 
 
 def celery_message(task_name: str, args: list[str], queue: str = CELERY_QUEUE) -> str:
