@@ -1,5 +1,5 @@
-"""A message built by `celery_message` (and queued by `Inbox.accept`) runs in a real Celery
-worker process: the format is exactly what kombu's Redis transport expects."""
+"""A message built by `celery_message` (and the wake message `Inbox.accept` queues) runs in a
+real Celery worker process: the format is exactly what kombu's Redis transport expects."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tests.helpers_redis import RedisServer, start_redis_server
 from worker.engine.model import Event
 from worker.storage.clients import async_redis as redis_client
 from worker.storage.inbox import Inbox
-from worker.storage.wire import DRAIN_TASK, celery_message
+from worker.storage.wire import DRAIN_READY_TASK, DRAIN_TASK, celery_message
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +36,12 @@ app.conf.worker_hijack_root_logger = False
 @app.task(name="{task}")
 def drain(conv):
     redis.Redis.from_url(os.environ["PROBE_BROKER"]).rpush("probe:ran", conv)
+
+
+@app.task(name="{ready_task}")
+def drain_ready():
+    client = redis.Redis.from_url(os.environ["PROBE_BROKER"])
+    client.rpush("probe:ran", b"ready:" + client.lpop("tw:ready"))
 """
 
 
@@ -46,7 +52,9 @@ def server() -> Iterator[RedisServer]:
 
 
 def _start_worker(app_dir: Path, broker: str) -> subprocess.Popen[bytes]:
-    (app_dir / "probe_app.py").write_text(textwrap.dedent(TEST_APP.format(task=DRAIN_TASK)))
+    (app_dir / "probe_app.py").write_text(
+        textwrap.dedent(TEST_APP.format(task=DRAIN_TASK, ready_task=DRAIN_READY_TASK))
+    )
     env = {**os.environ, "PROBE_BROKER": broker, "PYTHONPATH": str(app_dir)}
     return subprocess.Popen(
         [
@@ -90,7 +98,7 @@ def test_real_celery_worker_runs_the_queued_drain_task(server: RedisServer, tmp_
         finally:
             worker.terminate()
             _, stderr = worker.communicate(timeout=30)
-        assert sorted(ran) == [b"42", b"direct"], stderr.decode(errors="replace")[-2000:]
+        assert sorted(ran) == [b"direct", b"ready:42"], stderr.decode(errors="replace")[-2000:]
         assert client.llen("celery") == 0
     finally:
         client.close()

@@ -483,7 +483,7 @@ def test_a_woken_drain_with_more_ready_than_wakes_queues_one_more(world: World) 
     world.redis.delete("celery")
     world.redis.set("tw:wakes", 0)
     steps = DrainSteps(world.redis)
-    taken = steps.take_ready("t", ttl_ms=60_000, now=world.clock(), dry_run=False, woken=True)
+    taken = steps.take_ready("t", ttl_ms=60_000, now=world.clock(), woken=True)
     assert isinstance(taken, tuple)
     assert taken[0] == "1"
     assert world.redis.llen("celery") == 1  # two more are ready: an idle thread joins in

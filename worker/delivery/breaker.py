@@ -15,6 +15,7 @@ action: an action that waits (rate budget) or is retried is counted once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import redis
@@ -66,6 +67,10 @@ def runaway_reason(kind: str, cap: Cap) -> str:
     return f"runaway: more than {count} {what} in {window}"
 
 
+Verdict = Callable[[object], str | None]
+"""Turns an admit script's answer into None (admitted) or the reason it was refused."""
+
+
 class RunawayBreaker:
     """Admits actions under the caps (see the module docstring)."""
 
@@ -77,12 +82,33 @@ class RunawayBreaker:
     ) -> str | None:
         """None when the action `action_id` (its idempotency key) may be carried out (and
         it is counted), else the reason it may not."""
+        verdict = self.queue_admit(None, conversation, action_kind, action_id, limits, now)
+        return verdict(None) if verdict is not None else None
+
+    def queue_admit(
+        self,
+        pipe: redis.client.Pipeline | None,
+        conversation: str,
+        action_kind: str,
+        action_id: str,
+        limits: Limits,
+        now: float,
+    ) -> Verdict | None:
+        """`admit`, queued on `pipe` (sent at once without one): None when the action kind
+        has no cap (nothing queued), else what turns the script's answer into the verdict
+        (without a pipe, the answer is already in)."""
         kind = capped_kind(action_kind)
         if kind is None:
             return None
         cap = cap_of(limits, kind)
-        admitted = self._admit(
+        answer = self._admit(
             keys=[keys.caps(kind, conversation)],
             args=[repr(now), cap.window.total_seconds(), cap.count, action_id],
+            client=pipe,
         )
-        return None if admitted == 1 else runaway_reason(kind, cap)
+
+        def verdict(result: object) -> str | None:
+            admitted = answer if pipe is None else result
+            return None if admitted == 1 else runaway_reason(kind, cap)
+
+        return verdict

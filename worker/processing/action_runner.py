@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from worker.delivery.breaker import RunawayBreaker
+import redis
+
+from worker.delivery.breaker import RunawayBreaker, Verdict
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.retry import RetryPolicy
+from worker.engine.decision import Decision
 from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
 from worker.engine.ruleset import Limits
 from worker.errors import (
@@ -87,8 +90,40 @@ class ActionRunner:
         self._rng = rng
         self._metrics = metrics
 
-    def _runaway(self, record: DeliveryRecord, action: PlannedAction, now: float) -> str | None:
+    def queue_admissions(
+        self, pipe: redis.client.Pipeline, record: DeliveryRecord, decision: Decision, now: float
+    ) -> list[tuple[str, Verdict]]:
+        """Ask the breaker about every action of a new decision that will make a call, on
+        `pipe` (sent with the decision: no round trip of their own); the verdicts by action
+        key, for `run`'s `admitted`."""
+        if record.dry_run or decision.ruleset_version == REPLAY_VERSION:
+            return []
+        limits = self._limits()
+        queued = []
+        for action in decision.actions:
+            if action.skip_reason is None:
+                verdict = self._breaker.queue_admit(
+                    pipe,
+                    record.conversation,
+                    action.kind,
+                    f"{record.delivery_id}:{action.key}",
+                    limits,
+                    now,
+                )
+                if verdict is not None:
+                    queued.append((action.key, verdict))
+        return queued
+
+    def _runaway(
+        self,
+        record: DeliveryRecord,
+        action: PlannedAction,
+        now: float,
+        admitted: Mapping[str, str | None],
+    ) -> str | None:
         """Why the breaker refuses the action (None: carry it out). A replay is not capped."""
+        if action.key in admitted:
+            return admitted[action.key]
         if record.decision is not None and record.decision.ruleset_version == REPLAY_VERSION:
             return None
         return self._breaker.admit(
@@ -105,8 +140,9 @@ class ActionRunner:
         action: PlannedAction,
         outcome: dict[str, Any],
         state: ConversationState | None,
+        pipe: redis.client.Pipeline | None = None,
     ) -> None:
-        self._store.complete(record, action.key, outcome, state=state)
+        self._store.complete(record, action.key, outcome, state=state, pipe=pipe)
         self._metrics.actions.labels(action=action.kind, outcome=outcome.get("result", "")).inc()
         log.info(
             "action %s",
@@ -126,22 +162,26 @@ class ActionRunner:
         event: Event,
         action: PlannedAction,
         state: ConversationState,
+        admitted: Mapping[str, str | None] | None = None,
+        pipe: redis.client.Pipeline | None = None,
     ) -> tuple[float | None, ConversationState]:
         """Carry out `action` against `state` (the conversation's state as stored now);
-        return when to come back (None: finished) and the state stored afterwards."""
+        return when to come back (None: finished) and the state stored afterwards.
+        `admitted`: the breaker's verdicts asked with the decision (`queue_admissions`);
+        `pipe`: the outcome is recorded on it, sent with the caller's next step."""
         if action.skip_reason is not None:
             self._complete(
-                record, action, {"result": "skipped", "reason": action.skip_reason}, None
+                record, action, {"result": "skipped", "reason": action.skip_reason}, None, pipe
             )
             return None, state
         if record.dry_run:
-            self._complete(record, action, {"result": "dry_run"}, None)
+            self._complete(record, action, {"result": "dry_run"}, None, pipe)
             return None, state
         attempts = list(record.attempts.get(action.key, []))
         now = self._clock()
         if attempts and float(attempts[-1].get("not_before", 0.0)) > now:
             return float(attempts[-1]["not_before"]), state
-        refused = self._runaway(record, action, now)
+        refused = self._runaway(record, action, now, admitted or {})
         if refused is not None:
             self._metrics.runaway.labels(action=action.kind).inc()
             return None, self._bury(record, event, action, attempts, refused, state)
@@ -170,7 +210,7 @@ class ActionRunner:
             self._metrics.retries.labels(action=action.kind).inc()
             self._store.record_attempts(record.delivery_id, action.key, attempts)
             return next_step.retry_at, state
-        self._complete(record, action, outcome.to_json(), outcome.state)
+        self._complete(record, action, outcome.to_json(), outcome.state, pipe)
         return None, outcome.state
 
     def _mark_intent(

@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import redis
+
 from worker.delivery.breaker import RunawayBreaker
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.lease import Lease, LeaseKeeper
@@ -49,7 +51,7 @@ from worker.processing.shadow_runner import ShadowRunner
 from worker.processing.timer_items import open_timer, wait_of
 from worker.storage import keys
 from worker.storage.conversations import ConversationStore
-from worker.storage.drains import DrainSteps, Head, head_state
+from worker.storage.drains import AGAIN, DrainSteps, Head, Taken, head_state
 from worker.storage.records import DeliveryRecord, is_quiet, parse_record
 from worker.storage.timers import TimerItem, is_timer_item
 
@@ -104,7 +106,7 @@ class ConversationProcessor:
         self._run_budget = run_budget
         self._stopping = stopping
         self._metrics = metrics or WorkerMetrics()
-        self._steps = DrainSteps(store.client)
+        self._steps = DrainSteps(store.client, dry_run=dry_run)
         self._shadows = ShadowRunner(store, clock=clock)
         self._runner = ActionRunner(
             store=store,
@@ -122,18 +124,12 @@ class ConversationProcessor:
         """Process the conversation's inbox until it is empty, it must wait, or time is up."""
         token = secrets.token_hex(8)
         started = self._clock()
-        head = self._steps.begin(
-            conversation,
-            token,
-            ttl_ms=self._leases.ttl_ms,
-            now=started,
-            dry_run=self._dry_run,
-        )
+        head = self._steps.begin(conversation, token, ttl_ms=self._leases.ttl_ms, now=started)
         if head is False:
             return DrainReport(busy=True)
-        if not isinstance(head, Head):
+        if head is True:
             return DrainReport()
-        return self._drain_from(conversation, token, head, started)
+        return self._drain_from(conversation, token, head, started, next_token=None)[0]
 
     def drain_ready(self) -> DrainReport:
         """Take ready conversations (worker.storage.drains) one after another and drain
@@ -147,53 +143,75 @@ class ConversationProcessor:
                 self._steps.nudge()
                 return DrainReport(processed)
             token = secrets.token_hex(8)
-            taken = self._steps.take_ready(
-                token, ttl_ms=self._leases.ttl_ms, now=now, dry_run=self._dry_run, woken=woken
-            )
+            taken = self._steps.take_ready(token, ttl_ms=self._leases.ttl_ms, now=now, woken=woken)
             woken = False
+            while isinstance(taken, tuple):
+                conversation, head = taken
+                in_time = self._clock() - started <= self._run_budget and not self._stopping()
+                following = secrets.token_hex(8) if in_time else None
+                report, taken = self._drain_from(
+                    conversation, token, head, self._clock(), next_token=following
+                )
+                processed += report.processed
+                token = following or ""
             if taken is None:
                 return DrainReport(processed)
-            if isinstance(taken, tuple):
-                conversation, head = taken
-                processed += self._drain_from(conversation, token, head, now).processed
 
-    def _drain_from(self, conversation: str, token: str, head: Head, started: float) -> DrainReport:
-        """Drain a conversation whose lock (`token`) this drain took with its first item."""
+    def _drain_from(
+        self, conversation: str, token: str, head: Head, started: float, *, next_token: str | None
+    ) -> tuple[DrainReport, Taken]:
+        """Drain a conversation whose lock (`token`) this drain took with its first item.
+        With `next_token`, the step that finishes it takes the next ready conversation:
+        returned (with that token holding its lock); AGAIN when it took none."""
         released = False
         try:
             with self._leases.hold(conversation, token) as lease:
-                report, released = self._drain_locked(conversation, token, lease, head, started)
+                report, released, taken = self._drain_locked(
+                    conversation, token, lease, head, started, next_token
+                )
         finally:
             if not released:
                 self._store.release(conversation, token)
-        return report
+        return report, taken
 
     def _drain_locked(
-        self, conversation: str, token: str, lease: Lease, head: Head, started: float
-    ) -> tuple[DrainReport, bool]:
-        """Work through the inbox from `head`; return the report and whether the last step
-        released the lock (the inbox was left empty)."""
+        self,
+        conversation: str,
+        token: str,
+        lease: Lease,
+        head: Head,
+        started: float,
+        next_token: str | None,
+    ) -> tuple[DrainReport, bool, Taken]:
+        """Work through the inbox from `head`; return the report, whether the last step
+        released the lock (the inbox was left empty), and what it took next."""
         processed = 0
         while True:
             try:
-                quiet, has_conversation = self._process(conversation, head, lease, started)
+                quiet, has_conversation, outcomes = self._process(
+                    conversation, head, lease, started
+                )
             except _Stop as stop:
                 if stop.until is None:
-                    return DrainReport(processed), False
+                    return DrainReport(processed), False, AGAIN
                 self._park(conversation, stop.until)
-                return DrainReport(processed, parked_until=stop.until), False
+                return DrainReport(processed, parked_until=stop.until), False, AGAIN
             processed += 1
-            following = self._steps.advance(
+            step = self._steps.advance(
                 conversation,
                 token,
                 head.item,
+                ttl_ms=self._leases.ttl_ms,
+                now=self._clock(),
                 record_ttl=None if has_conversation else keys.QUIET_RECORD_TTL,
                 pop_fields=["raw"] if quiet and not has_conversation else [],
-                dry_run=self._dry_run,
+                next_token=next_token,
+                after=outcomes,
             )
-            if not isinstance(following, Head):
-                return DrainReport(processed), following is None
-            head = following
+            if step.head is None:
+                report = DrainReport(processed)
+                return report, not step.lost, step.taken if step.asked else AGAIN
+            head = step.head
 
     def _check(self, lease: Lease, started: float) -> None:
         """Raise _Stop unless this drain may start one more action."""
@@ -205,34 +223,47 @@ class ConversationProcessor:
 
     def _process(
         self, conversation: str, head: Head, lease: Lease, started: float
-    ) -> tuple[bool, bool]:
+    ) -> tuple[bool, bool, redis.client.Pipeline | None]:
         """Decide the item (once) and carry out its actions; return (quiet: no rule
-        listened, has a conversation). Raise _Stop when the drain must stop first."""
+        listened, has a conversation, the last outcome's write still to send). Raise _Stop
+        when the drain must stop first."""
         self._check(lease, started)
         opened = self._open(conversation, head)
         if opened is None:
-            return False, True
+            return False, True, None
         record, event, wait = opened
         state = self._state_of(conversation, record, head)
         decision = record.decision
+        admitted: dict[str, str | None] = {}
         if decision is None:
             decided = self._decide(conversation, record, event, wait, state)
-            decision = self._store.store_decision(record, decided, state)
+            # one round trip: the decision, and the breaker's verdicts on its calls
+            pipe = self._store.client.pipeline(transaction=False)
+            self._store.store_decision(record, decided, state, pipe=pipe)
+            verdicts = self._runner.queue_admissions(pipe, record, decided, self._clock())
+            answers = pipe.execute()
+            decision = self._store.decision_that_holds(decided, answers[0])
             record = replace(record, decision=decision, state_before=state)
             if decision is decided:
                 state = decision.state_after
+                admitted = {
+                    key: verdict(answer)
+                    for (key, verdict), answer in zip(verdicts, answers[1:], strict=True)
+                }
             else:  # another drain decided it first: read what it left
                 state = self._store.state(conversation, record.view)
             self._observe(record, event, wait, decision)
         self._shadows.run(self._rules(), record, event, wait, decision)
-        for action in decision.actions:
-            if action.key in record.done:
-                continue
+        pending = [action for action in decision.actions if action.key not in record.done]
+        outcomes = None
+        for action in pending:
             self._check(lease, started)
-            until, state = self._runner.run(record, event, action, state)
+            if action is pending[-1]:  # its outcome leaves with the step to the next item
+                outcomes = self._store.client.pipeline(transaction=False)
+            until, state = self._runner.run(record, event, action, state, admitted, outcomes)
             if until is not None:
                 raise _Stop(until)
-        return is_quiet(decision), event.conversation_id is not None
+        return is_quiet(decision), event.conversation_id is not None, outcomes
 
     def _state_of(self, conversation: str, record: DeliveryRecord, head: Head) -> ConversationState:
         """The conversation's state in the record's view, as the step that opened the head

@@ -31,79 +31,11 @@ import redis
 
 from worker.engine.decision import Decision
 from worker.engine.model import ConversationState
+from worker.storage import conversation_scripts as scripts
 from worker.storage import keys, timers
 from worker.storage.decision_index import newest_ids
 from worker.storage.keys import View
 from worker.storage.records import DeliveryRecord, compact, parse_record, stored_form
-
-# Store the decision once; a second caller gets the first decision back. The global log
-# (KEYS[3], a stream capped near ARGV[5]; an old list log is moved to KEYS[6] for the
-# upgrade) gets id, conversation, event, rules (ARGV[10..12]). With a conversation (KEYS[2]):
-# its state (TTL ARGV[9]), waits (KEYS[5]: ARGV[13] adds with scores, then removals), and
-# its log, whose record pushed out is deleted.
-_STORE_DECISION = """
-local existing = redis.call('HGET', KEYS[1], 'decision')
-if existing then return existing end
-redis.call('HSET', KEYS[1], 'decision', ARGV[1])
-local retention = tonumber(ARGV[7])
-if redis.call('TYPE', KEYS[3]).ok == 'list' then redis.call('RENAME', KEYS[3], KEYS[6]) end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
-           'd', ARGV[4], 'c', ARGV[10], 'e', ARGV[11], 'r', ARGV[12])
-if KEYS[2] ~= '' then
-  redis.call('HSET', KEYS[1], 'state_before', ARGV[2])
-  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[9])
-  local adds = tonumber(ARGV[13])
-  for i = 14, 13 + 2 * adds, 2 do redis.call('ZADD', KEYS[5], ARGV[i + 1], ARGV[i]) end
-  for i = 14 + 2 * adds, #ARGV do redis.call('ZREM', KEYS[5], ARGV[i]) end
-  redis.call('LPUSH', KEYS[4], ARGV[4])
-  local limit = tonumber(ARGV[6])
-  local gone = redis.call('LRANGE', KEYS[4], limit, -1)
-  for _, id in ipairs(gone) do redis.call('DEL', ARGV[8] .. id) end
-  redis.call('LTRIM', KEYS[4], 0, limit - 1)
-  redis.call('EXPIRE', KEYS[4], retention)
-end
-return false
-"""
-
-# Record an action's outcome once, together with the conversation state it leads to.
-_COMPLETE_ACTION = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
-return 1
-"""
-
-_CREATE_RECORD = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'raw', ARGV[1], 'received_at', ARGV[2], 'dry_run', ARGV[3],
-           'conversation', ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return 1
-"""
-
-_RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-_EXTEND_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-# Pop the head if it is ARGV[1]; an inbox left empty is no longer active (KEYS[2]). The
-# finished delivery (KEYS[3]) keeps what the decision log needs for as long as it needs it:
-# ARGV[3] is its new TTL ('' keeps the one it has), ARGV[4..] fields to drop.
-_POP_HEAD = """
-if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return false end
-redis.call('LPOP', KEYS[1])
-if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[2]) end
-if #ARGV > 3 then redis.call('HDEL', KEYS[3], unpack(ARGV, 4)) end
-if ARGV[3] ~= '' then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
-return 1
-"""
 
 
 class ConversationStore:
@@ -120,12 +52,12 @@ class ConversationStore:
         self._redis = client
         self._retention = retention
         self._clock = clock
-        self._store_decision = client.register_script(_STORE_DECISION)
-        self._complete = client.register_script(_COMPLETE_ACTION)
-        self._release = client.register_script(_RELEASE_LOCK)
-        self._extend = client.register_script(_EXTEND_LOCK)
-        self._pop_head = client.register_script(_POP_HEAD)
-        self._create = client.register_script(_CREATE_RECORD)
+        self._store_decision = client.register_script(scripts.STORE_DECISION)
+        self._complete = client.register_script(scripts.COMPLETE_ACTION)
+        self._release = client.register_script(scripts.RELEASE_LOCK)
+        self._extend = client.register_script(scripts.EXTEND_LOCK)
+        self._pop_head = client.register_script(scripts.POP_HEAD)
+        self._create = client.register_script(scripts.CREATE_RECORD)
 
     @property
     def client(self) -> redis.Redis:
@@ -213,11 +145,15 @@ class ConversationStore:
         record: DeliveryRecord,
         decision: Decision,
         state_before: ConversationState,
+        *,
+        pipe: redis.client.Pipeline | None = None,
     ) -> Decision:
         """Store the decision and, for an event of a conversation, the state it projects
         (in the record's view), unless a decision was stored before.
 
         Returns the decision that holds: the stored one when a decision already existed.
+        With `pipe`, the script is only queued on it (its answer, given to
+        `decision_that_holds`, says which decision holds) and `decision` is returned.
         """
         conversation = decision.conversation_id is not None
         after = decision.state_after
@@ -225,6 +161,7 @@ class ConversationStore:
             record.view, record.conversation, state_before.waits, after.waits
         )
         existing = self._store_decision(
+            client=pipe,
             keys=[
                 keys.delivery(record.delivery_id),
                 keys.state(record.conversation, record.view) if conversation else "",
@@ -251,8 +188,15 @@ class ConversationStore:
                 *removed,
             ],
         )
+        if pipe is not None:
+            return decision
+        return self.decision_that_holds(decision, existing)
+
+    @staticmethod
+    def decision_that_holds(decision: Decision, existing: object) -> Decision:
+        """`store_decision`'s answer: the decision stored before, if there was one."""
         if existing:
-            return Decision.from_json(json.loads(existing))
+            return Decision.from_json(json.loads(cast(bytes, existing)))
         return decision
 
     def complete(
@@ -262,11 +206,14 @@ class ConversationStore:
         outcome: Mapping[str, Any],
         *,
         state: ConversationState | None,
+        pipe: redis.client.Pipeline | None = None,
     ) -> bool:
-        """Record an action's outcome and the state it leads to, atomically, once."""
+        """Record an action's outcome and the state it leads to, atomically, once (with
+        `pipe`: queued on it, sent with what follows; True)."""
         state_json = compact(state.to_json()) if state is not None else ""
         return bool(
             self._complete(
+                client=pipe,
                 keys=[
                     keys.delivery(record.delivery_id),
                     keys.state(record.conversation, record.view),
