@@ -10,6 +10,13 @@
 - a call that fails follows `failures.verdict`: wait and retry in its turn, or a dead letter
   with the state the decision projected for it undone.
 
+A HelpWave create (ticket or comment) is not idempotent: right before its POST the runner
+marks the intent in the delivery (`worker.storage.send_intents`, confirmed by a replica
+when one is connected) and clears it when the create definitely did not happen. A run that
+finds an intent with no outcome dead-letters the action (AMBIGUOUS_CREATE) instead of
+creating twice: an earlier worker may have created it and died, or a Redis failover lost
+its outcome.
+
 It runs in a lane (worker.processing.lanes): the outcome writes only what it teaches the
 state (`taught`); the rest of the state is the decisions'.
 
@@ -32,15 +39,31 @@ from worker.delivery.retry import RetryPolicy
 from worker.engine.decision import Decision
 from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
 from worker.engine.ruleset import Limits
-from worker.errors import ActionError, ConfigError, HelpdeskError, ThrottledError
+from worker.errors import (
+    ActionError,
+    AmbiguousCreateError,
+    ConfigError,
+    HelpdeskError,
+    ThrottledError,
+)
 from worker.metrics import WorkerMetrics
 from worker.processing.actions import ActionExecutor
-from worker.processing.failures import REPLAY_VERSION, attempt_record, dead_letter, verdict
-from worker.storage import keys
+from worker.processing.failures import (
+    REPLAY_VERSION,
+    attempt_record,
+    dead_letter,
+    is_ambiguous,
+    verdict,
+)
+from worker.processing.lane_fields import lane_member, taught
 from worker.storage.conversations import ConversationStore
 from worker.storage.records import DeliveryRecord
+from worker.storage.send_intents import Mark, SendIntents
 
 log = logging.getLogger(__name__)
+
+AMBIGUOUS_CREATE = "ambiguous: create may have happened"
+REPLICA_RETRY_SECONDS = 1.0  # an intent no replica confirmed: try again this much later
 
 
 class ActionRunner:
@@ -58,7 +81,9 @@ class ActionRunner:
         metrics: WorkerMetrics,
         breaker: RunawayBreaker,
         limits: Callable[[], Limits],
+        intents: SendIntents | None = None,
     ) -> None:
+        self._intents = intents if intents is not None else SendIntents(store.client)
         self._breaker = breaker
         self._limits = limits
         self._store = store
@@ -172,11 +197,23 @@ class ActionRunner:
         if refused is not None:
             self._metrics.runaway.labels(action=action.kind).inc()
             return None, self._bury(record, event, action, attempts, refused, state)
+        marked: list[bool] = []
+
+        def before_send() -> None:
+            self._mark_intent(record, action, marked)
+
         try:
-            outcome = self._executor.execute(action, event, state)
+            outcome = self._executor.execute(action, event, state, before_send=before_send)
         except ThrottledError as exc:
+            if marked:
+                self._intents.clear(record.delivery_id, action.key)
             return exc.until, state
+        except AmbiguousCreateError as exc:
+            attempts.append(attempt_record(exc, now))
+            return None, self._bury(record, event, action, attempts, AMBIGUOUS_CREATE, state)
         except (HelpdeskError, ActionError, ConfigError) as exc:
+            if marked and not (isinstance(exc, HelpdeskError) and is_ambiguous(exc, action)):
+                self._intents.clear(record.delivery_id, action.key)
             attempts.append(attempt_record(exc, now))
             next_step = verdict(exc, action, attempts, now=now, policy=self._retry, rng=self._rng)
             if next_step.retry_at is None:
@@ -188,6 +225,20 @@ class ActionRunner:
         changes = taught(record, action, state, outcome.state)
         self._complete(record, action, outcome.to_json(), changes, pipe)
         return None, outcome.state
+
+    def _mark_intent(
+        self, record: DeliveryRecord, action: PlannedAction, marked: list[bool]
+    ) -> None:
+        """Mark the intent to send the create now; raise when it must not go out."""
+        now = self._clock()
+        mark = self._intents.mark(record.delivery_id, action.key, now)
+        if mark is Mark.FOUND:
+            raise AmbiguousCreateError(
+                "an earlier attempt was about to send this create and recorded no outcome"
+            )
+        if mark is Mark.UNCONFIRMED:
+            raise ThrottledError("redis-replica", now + REPLICA_RETRY_SECONDS)
+        marked.append(True)
 
     def _bury(
         self,
@@ -219,32 +270,3 @@ class ActionRunner:
             unless_lane_moved=lane,
         )
         return reverted
-
-
-def destination(kind: str) -> str:
-    """The lane letter of an action kind: "a" (AwalChat) or "h" (HelpWave)."""
-    return "a" if kind in AWALCHAT_ACTIONS else "h"
-
-
-def lane_member(kind: str, conversation: str) -> str:
-    """The lane that carries out actions of `kind` for `conversation`."""
-    return keys.lane_member(destination(kind), conversation)
-
-
-_LANE_FIELDS = ("helpwave_ticket_id", "helpwave_ticket_planned")
-
-
-def taught(
-    record: DeliveryRecord,
-    action: PlannedAction,
-    before: ConversationState,
-    after: ConversationState,
-) -> dict[str, Any]:
-    """What a successful action teaches the stored state (the fields a lane writes): a
-    HelpWave create's ticket id; a replayed AwalChat open or close, the ticket's state
-    (a decision projected it for any other)."""
-    if action.kind in AWALCHAT_ACTIONS:
-        replayed = record.decision is not None and record.decision.ruleset_version == REPLAY_VERSION
-        return {"ticket_open": after.ticket_open} if replayed else {}
-    old, new = before.to_json(), after.to_json()
-    return {f: new[f] for f in _LANE_FIELDS if new[f] != old[f]}

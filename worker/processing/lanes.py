@@ -37,7 +37,8 @@ from worker.delivery.lease import Lease, LeaseKeeper
 from worker.engine.envelope import parse_webhook
 from worker.engine.model import ConversationState, Event
 from worker.errors import PayloadError
-from worker.processing.action_runner import ActionRunner, destination
+from worker.processing.action_runner import ActionRunner
+from worker.processing.lane_fields import destination
 from worker.storage.conversations import ConversationStore
 from worker.storage.drains import AGAIN, DrainSteps, Head, Taken, head_state
 from worker.storage.records import parse_record

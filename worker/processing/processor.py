@@ -46,8 +46,9 @@ from worker.engine.model import ConversationState, Event, Wait
 from worker.engine.timers import fire
 from worker.errors import PayloadError
 from worker.metrics import WorkerMetrics, event_label
-from worker.processing.action_runner import ActionRunner, destination
+from worker.processing.action_runner import ActionRunner
 from worker.processing.actions import ActionExecutor
+from worker.processing.lane_fields import destination
 from worker.processing.lanes import Budget, LaneDrainer, LaneLocks, Stop
 from worker.processing.shadow_runner import ShadowRunner
 from worker.processing.timer_items import open_timer, wait_of
