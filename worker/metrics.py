@@ -100,12 +100,13 @@ class SharedStateCollector(Collector):
         dlq: str,
         timers: str,
         ready: str,
+        parked_lanes: str | None = None,
     ) -> None:
         self._redis = client
-        self._keys = (queue, parked, dlq, timers, ready)
+        self._keys = (queue, parked, dlq, timers, ready, parked_lanes)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        queue, parked, dlq, timers, ready = self._keys
+        queue, parked, dlq, timers, ready, parked_lanes = self._keys
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.llen(queue)
@@ -113,9 +114,17 @@ class SharedStateCollector(Collector):
             pipe.hlen(dlq)
             pipe.zcard(timers)
             pipe.llen(ready)
-            depth, parked_count, dead, pending, waiting = pipe.execute()
+            if parked_lanes:
+                pipe.zcard(parked_lanes)
+            depth, parked_count, dead, pending, waiting, *lanes = pipe.execute()
         except redis.RedisError:
             return
+        yield GaugeMetricFamily(
+            "ticket_worker_parked_lanes",
+            "lanes (a conversation's AwalChat or HelpWave actions) parked until their time "
+            "comes (rate limits, retries)",
+            value=sum(lanes),
+        )
         yield GaugeMetricFamily(
             "ticket_worker_backlog",
             "accepted webhooks' conversations waiting for a drain to take them (tw:ready)",
@@ -216,12 +225,26 @@ class WorkerMetrics:
         self.rules_version.labels(version=version).set(1)
 
     def watch(
-        self, client: redis.Redis, *, queue: str, parked: str, dlq: str, timers: str, ready: str
+        self,
+        client: redis.Redis,
+        *,
+        queue: str,
+        parked: str,
+        dlq: str,
+        timers: str,
+        ready: str,
+        parked_lanes: str | None = None,
     ) -> None:
         """Add the shared-state gauges read from `client`."""
         self.registry.register(
             SharedStateCollector(
-                client, queue=queue, parked=parked, dlq=dlq, timers=timers, ready=ready
+                client,
+                queue=queue,
+                parked=parked,
+                dlq=dlq,
+                timers=timers,
+                ready=ready,
+                parked_lanes=parked_lanes,
             )
         )
 

@@ -83,7 +83,10 @@ def counts(client: redis.Redis) -> dict[str, int]:
     pipe.zcard(keys.PARKED)
     pipe.zcard(keys.TIMERS)
     pipe.hlen(keys.DLQ)
-    queue, parked, timers, letters = pipe.execute()
+    pipe.zcard(keys.PARKED_LANES)
+    queue, parked, timers, letters, lanes = pipe.execute()
+    # parked work: conversations (a spent run budget) and lanes (rate budget, retries)
+    parked += lanes
     return {"queue": queue, "parked": parked, "timers": timers, "dead_letters": letters}
 
 

@@ -227,6 +227,7 @@ class WorkerProcess:
             dlq=self.dead_letters.entries_key,
             timers=keys.TIMERS,
             ready=keys.READY,
+            parked_lanes=keys.PARKED_LANES,
         )
         try:
             self.metrics.serve(port)
