@@ -41,7 +41,7 @@ from worker.processing.action_runner import ActionRunner
 from worker.processing.lane_fields import destination
 from worker.storage.conversations import ConversationStore
 from worker.storage.drains import AGAIN, DrainSteps, Head, Taken, head_state
-from worker.storage.records import parse_record
+from worker.storage.records import DeliveryRecord, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,17 @@ class Budget:
         now = self.clock()
         if now - self.started > self.seconds or self.stopping():
             raise Stop(now)
+
+
+@dataclass(frozen=True)
+class FirstItem:
+    """The delivery a drain just decided and handed to the lane it took itself: its record
+    and event as the drain has them (not read and parsed again), and the breaker's
+    verdicts asked with its decision."""
+
+    record: DeliveryRecord
+    event: Event
+    admitted: Mapping[str, str | None]
 
 
 class LaneLocks:
@@ -110,17 +121,17 @@ class LaneDrainer:
         budget: Budget,
         *,
         next_token: str | None,
-        admitted: Mapping[str, str | None] | None = None,
+        first: FirstItem | None = None,
     ) -> tuple[int, float | None, Taken]:
         """Drain the lane whose lock `token` holds, from `head`: return the deliveries
         finished, when it was parked until (None: not parked), and what the step that
-        finished it took next (with `next_token`). `admitted`: the breaker's verdicts
-        asked with the head's decision, when that was just now."""
+        finished it took next (with `next_token`). `first`: the head's delivery as the
+        drain that just decided it has it."""
         released = False
         try:
             with self._leases.hold(member, token) as lease:
                 processed, parked, released, taken = self._drain_locked(
-                    member, token, lease, head, budget, next_token, admitted
+                    member, token, lease, head, budget, next_token, first
                 )
         finally:
             if not released:
@@ -135,17 +146,17 @@ class LaneDrainer:
         head: Head,
         budget: Budget,
         next_token: str | None,
-        admitted: Mapping[str, str | None] | None,
+        first: FirstItem | None,
     ) -> tuple[int, float | None, bool, Taken]:
         processed = 0
         while True:
             try:
-                outcomes = self._carry_out(member, head, lease, budget, admitted)
+                outcomes = self._carry_out(member, head, lease, budget, first)
             except Stop as stop:
                 if stop.until is not None:
                     self._park(member, stop.until)
                 return processed, stop.until, False, AGAIN
-            admitted = None
+            first = None
             processed += 1
             step = self._steps.advance_lane(
                 member,
@@ -166,27 +177,29 @@ class LaneDrainer:
         head: Head,
         lease: Lease,
         budget: Budget,
-        admitted: Mapping[str, str | None] | None,
+        first: FirstItem | None,
     ) -> redis.client.Pipeline | None:
         """Run the head delivery's actions of the lane's destination not yet done, in
         order; return the pipeline holding the last outcome (sent with the step to the
-        next head). Raise Stop when the lane must wait or stop first."""
-        if not head.fields:
-            log.error("delivery record missing", extra={"delivery_id": head.item, "lane": member})
-            return None
-        record = parse_record(head.item, head.fields)
-        try:
-            event = parse_webhook(record.raw)
-        except PayloadError:
-            event = None
-        if not isinstance(event, Event) or record.decision is None:
-            log.error("lane item is not a decided event", extra={"delivery_id": head.item})
+        next head). Raise Stop when the lane must wait or stop first. (Skipped actions
+        were recorded before the delivery was handed over.)"""
+        admitted = None
+        if first is not None and first.record.delivery_id == head.item:
+            record, event, admitted = first.record, first.event, first.admitted
+        else:
+            opened = _open(member, head)
+            if opened is None:
+                return None
+            record, event = opened
+        if record.decision is None:
             return None
         lane = member[0]
         pending = [
             action
             for action in record.decision.actions
-            if destination(action.kind) == lane and action.key not in record.done
+            if destination(action.kind) == lane
+            and action.key not in record.done
+            and action.skip_reason is None
         ]
         state = head_state(head) or ConversationState()
         outcomes = None
@@ -198,3 +211,19 @@ class LaneDrainer:
             if until is not None:
                 raise Stop(until)
         return outcomes
+
+
+def _open(member: str, head: Head) -> tuple[DeliveryRecord, Event] | None:
+    """The lane head's record and event; None (logged) when there is nothing to carry out."""
+    if not head.fields:
+        log.error("delivery record missing", extra={"delivery_id": head.item, "lane": member})
+        return None
+    record = parse_record(head.item, head.fields)
+    try:
+        event = parse_webhook(record.raw)
+    except PayloadError:
+        event = None
+    if not isinstance(event, Event) or record.decision is None:
+        log.error("lane item is not a decided event", extra={"delivery_id": head.item})
+        return None
+    return record, event

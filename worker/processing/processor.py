@@ -28,7 +28,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -49,7 +49,7 @@ from worker.metrics import WorkerMetrics, event_label
 from worker.processing.action_runner import ActionRunner
 from worker.processing.actions import ActionExecutor
 from worker.processing.lane_fields import destination
-from worker.processing.lanes import Budget, LaneDrainer, LaneLocks, Stop
+from worker.processing.lanes import Budget, FirstItem, LaneDrainer, LaneLocks, Stop
 from worker.processing.shadow_runner import ShadowRunner
 from worker.processing.timer_items import open_timer, wait_of
 from worker.storage import keys
@@ -84,6 +84,8 @@ class _Decided:
     delivery_id: str = ""
     new: Decision | None = None
     verdicts: list[tuple[str, Verdict]] = field(default_factory=list)
+    record: DeliveryRecord | None = None
+    event: Event | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class _Claimed:
 
     member: str
     head: Head
-    admitted: Mapping[str, str | None]
+    first: FirstItem | None
 
 
 class ConversationProcessor:
@@ -228,7 +230,7 @@ class ConversationProcessor:
                 taken.head,
                 budget,
                 next_token=next_token,
-                admitted=taken.admitted,
+                first=taken.first,
             )
             report = DrainReport(report.processed, parked_until=parked)
         return report, taken
@@ -271,7 +273,10 @@ class ConversationProcessor:
             admitted = self._settle(decided, step.answers)
             if step.lane is not None:
                 member, lane_head = step.lane
-                return DrainReport(processed), True, _Claimed(member, lane_head, admitted)
+                first = None
+                if decided.record is not None and decided.event is not None:
+                    first = FirstItem(decided.record, decided.event, admitted)
+                return DrainReport(processed), True, _Claimed(member, lane_head, first)
             if step.head is None:
                 report = DrainReport(processed)
                 return report, not step.lost, step.taken if step.asked else AGAIN
@@ -334,6 +339,8 @@ class ConversationProcessor:
             delivery_id=record.delivery_id,
             new=new,
             verdicts=verdicts,
+            record=record,
+            event=event,
         )
 
     def _state_of(self, conversation: str, record: DeliveryRecord, head: Head) -> ConversationState:
