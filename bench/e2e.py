@@ -42,7 +42,7 @@ from pathlib import Path
 
 import redis
 
-from bench.delivery import accept_all, message
+from bench.delivery_runs import accept_all, message
 from bench.report import write_section
 from tests.fakes.server import FakeProvidersServer, run_fake_providers
 from tests.helpers_redis import start_redis_server

@@ -8,18 +8,18 @@ AwalChat event, a realistic mix of operators, `any`/`not`, `ticket:` and one fil
 one Python function of straight-line `if`s over the decoded payload (built from the same
 table, one hand-written snippet per kind of rule), planning the same actions but explaining
 nothing. Both decide the same events in the same run; their planned actions are compared,
-and the engine's explanations checked complete, before timing. Also times reading every
-rule's outcome (explained on demand) and measures the memory a loaded ruleset holds
-(tracemalloc). Writes the `## Engine` section of BENCHMARKS.md.
+and the engine's explanations checked complete, before timing. The headline is the worker's
+real path: `evaluate` plus the JSON the worker stores per event (the decision's stored form,
+with every listening rule's explanation, and the states), against the hand-written function
+plus its actions as JSON; the parts of the path are timed too. Also measures the memory a
+loaded ruleset holds (tracemalloc). Writes the `## Engine` section (`bench.engine_report`).
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import re
-import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.engine_paths import time_paths
+from bench.engine_report import render
 from bench.report import write_section
 from worker.engine import Ruleset, evaluate, load_ruleset_from_texts
 from worker.engine.model import ConversationState, Event
+from worker.storage.records import compact, stored_form
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2024, 5, 14, 12, 0, tzinfo=UTC)
@@ -228,16 +231,6 @@ def assert_explained(ruleset: Ruleset, event: Event, ticket_open: bool) -> None:
     assert all(o.failure is not None for o in decision.outcomes if o.status == "not_matched")
 
 
-def best_rate(run: Callable[[], None], count: int, repeat: int) -> float:
-    """Events per second of the fastest of `repeat` runs over `count` events."""
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return count / best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=4000)
@@ -267,82 +260,16 @@ def main() -> None:
         matched += len(ours)
         assert_explained(ruleset, event, ticket_open)
 
-    def run_engine() -> None:
-        for event, ticket_open in events:
-            evaluate(ruleset, event, ConversationState(ticket_open=ticket_open), now=NOW)
-
-    def run_explained() -> None:
-        for event, ticket_open in events:
-            state = ConversationState(ticket_open=ticket_open)
-            evaluate(ruleset, event, state, now=NOW).outcomes  # noqa: B018 - explain it
-
-    def run_hand() -> None:
-        for event, ticket_open in events:
-            decide(event.payload, ticket_open)
-
-    engine_rate = best_rate(run_engine, len(events), args.repeat)
-    hand_rate = best_rate(run_hand, len(events), args.repeat)
-    explained_rate = best_rate(run_explained, len(events), max(1, args.repeat // 2))
-    ratio = engine_rate / hand_rate
-    rates = (engine_rate, hand_rate, explained_rate)
-    report = render(rates, ratio, held, peak, listening, matched, args)
+    rates = time_paths(ruleset, decide, events, args.repeat, NOW)
+    forms = [
+        stored_form(evaluate(ruleset, e, ConversationState(ticket_open=o), now=NOW))
+        for e, o in events
+    ]
+    size = sum(len(compact(form)) for form in forms) / len(forms)
+    report = render(rates, held, peak, listening, matched, size, args)
     print(report)
     if not args.no_write:
         write_section(report)
-
-
-def render(
-    rates: tuple[float, float, float],
-    ratio: float,
-    held: int,
-    peak: int,
-    listening: float,
-    matched: int,
-    args: argparse.Namespace,
-) -> str:
-    engine_rate, hand_rate, explained_rate = rates
-    engine_us, explained_us = 1e6 / engine_rate, 1e6 / explained_rate
-    verdict = "met" if ratio >= 0.5 else "NOT met"
-    return f"""## Engine
-
-`.venv/bin/python -m bench.engine` ({datetime.now(UTC).date()}, Python
-{platform.python_version()}, one core, best of {args.repeat} runs over {args.events} events).
-A generated 200-rule ruleset (4 files x 50 rules, one file per AwalChat event, one file in
-`first_match`; equals, in, not_equals, contains, contains_any, starts_with, ends_with,
-matches, gt/gte/lt, exists, `any`, `not`, `ticket:`) against a hand-written Python function
-of the same 200 rules (straight-line ifs, no explanations) in the same run. Events cycle
-through the four kinds; on average {listening:.0f} rules listen to an event, and the
-{args.events} events plan {matched} actions (the two sides plan exactly the same ones).
-
-| | events/s | µs/event |
-|---|---|---|
-| engine (`evaluate`: actions, state, matched rules) | {engine_rate:,.0f} | {engine_us:.1f} |
-| hand-written function | {hand_rate:,.0f} | {1e6 / hand_rate:.1f} |
-| engine, and every rule's outcome read (`.outcomes`) | {explained_rate:,.0f} | {explained_us:.1f} |
-
-- Ratio engine / hand-written: **{ratio:.2f}** (goal >= 0.5: {verdict}). Before the engine
-  was compiled (2026-11-27): 7,938 events/s, 126 µs/event, ratio 0.04.
-- How the engine gets its speed: each event name's listening rules are compiled, once per
-  ruleset, into one generated Python function (`worker/engine/fastpath.py`) that resolves
-  each path once, casefolds a text once, searches a field's `matches` patterns with one RE2
-  Set, runs bool-only predicates in order (`first_match`, `stop`, cooldowns included) and
-  plans the actions of the rules that act inline; rule values enter it only as constants,
-  never as source. Explanations are not built per event: `Decision.outcomes` re-runs the
-  pure explaining checks on the same inputs when first read, while `matched_rules`,
-  `actions` and `state_after` are there at once. Reading every outcome (the last row: what
-  `to_json()`, and so the worker's decision log, pays) is still the old explaining loop,
-  now without the per-field `object.__setattr__` of its frozen results (126 µs before).
-- Explanations stay complete: for every event of the run, every rule's outcome is checked
-  to be there, agreeing with `matched_rules`, and every miss names its first failing
-  condition with the value it saw. The tests compare the compiled path with the explaining
-  checks run eagerly (hypothesis, the operator tables).
-- Memory of the loaded ruleset (tracemalloc, held after loading and planning, deciders
-  included): **{held / 1024:,.0f} KiB** for 200 rules ({held / 200 / 1024:.1f} KiB per
-  rule; peak while loading and planning {peak / 1024 / 1024:.1f} MiB, most of it Python
-  compiling the generated deciders, once; the YAML parser peaks at about 1.3 MiB).
-- What is left: per planned action about 0.25 µs builds its frozen `PlannedAction`
-  (the hand-written side appends a tuple), the largest share of the remaining gap.
-"""
 
 
 if __name__ == "__main__":

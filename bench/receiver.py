@@ -1,4 +1,4 @@
-"""Receiver benchmark: our receiver against a bare verify-and-LPUSH Starlette app, same run.
+"""Receiver benchmark: our receiver against a bare verify-parse-LPUSH Starlette app, same run.
 
     .venv/bin/python -m bench.receiver [--duration 10] [--connections 32,64]
 
@@ -250,10 +250,12 @@ def render(
 Python {sys.version.split()[0]}, uvicorn 1 process, {loop} + {http}, `--no-access-log`,
 JSON logs at INFO to a file). `wrk -t1`, {args.duration} s runs, every request a distinct
 signed {BODY_BYTES} B body (body-only HMAC, no `X-Timestamp`), one local redis-server.
-Baseline: a bare Starlette app in the same run that only checks the HMAC and LPUSHes the body
-(`bench/receiver_bare.py`), one command per request. Ours: verify, strict parse, one Lua script
-per delivery (dedupe, store, per-conversation RPUSH, Celery message LPUSH), metrics; refusals
-and duplicates log at INFO, accepted deliveries at DEBUG (not written).
+Baseline: a bare Starlette app in the same run that checks the HMAC, parses the body with our
+strict parser (`parse_webhook`, so the ratio compares the designs, not the parsers) and
+LPUSHes the body (`bench/receiver_bare.py`), one command per request. Ours: verify, strict
+parse, one Lua script per delivery (dedupe, store, per-conversation RPUSH, Celery message
+LPUSH), metrics; refusals and duplicates log at INFO, accepted deliveries at DEBUG (not
+written).
 
 | | max req/s (best of c={counts}) | at ~{half:.0f} req/s: achieved | p50 | p99 |
 |---|---|---|---|---|

@@ -6,6 +6,7 @@
      │                               (carries every RuleProblem with file:line:column)
      ├── PayloadError                a webhook is bad: answer its `status` (400, 401, 413)
      ├── ActionError                 an action cannot be carried out as planned: dead-letter it
+     │    └── AmbiguousCreateError   an earlier attempt may have created it: dead-letter it
      ├── ReplayError                 a dead letter cannot be replayed: tell the operator
      ├── ThrottledError              the shared rate budget says wait until `until`: park the
      │                               work (nothing was sent; not an attempt)
@@ -73,6 +74,11 @@ class QueueUnavailableError(TicketWorkerError):
 
 class ActionError(TicketWorkerError):
     """An action cannot be carried out as planned (e.g. the event has no phone number)."""
+
+
+class AmbiguousCreateError(ActionError):
+    """A create that is not idempotent was about to be sent by an earlier attempt, which
+    recorded no outcome: it may have happened, so it is not sent again."""
 
 
 class ReplayError(TicketWorkerError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import fakeredis
 import pytest
@@ -168,6 +169,34 @@ def test_releaser_thread_survives_redis_down_releases_then_stops(
     releaser.stop(timeout=5)
     assert not releaser.running
     assert queued(r) == ["42"]
+
+
+def test_next_due_is_the_earliest_parked_time(lot: ParkingLot) -> None:
+    assert lot.next_due() is None
+    lot.park("late", NOW + 9)
+    lot.park("early", NOW + 2)
+    assert lot.next_due() == NOW + 2
+
+
+def test_releaser_wakes_at_the_earliest_due_time_not_at_its_next_tick(
+    r: fakeredis.FakeRedis, lot: ParkingLot
+) -> None:
+    """Work parked until a rate window's end is released at that end: the thread sleeps
+    until the earliest due member, however long its interval."""
+    lot.park("c1", time.time() + 0.2)
+    released = threading.Event()
+
+    def build(member: str) -> str:
+        released.set()
+        return message(member)
+
+    releaser = ParkedReleaser(lot, build, interval=30.0)
+    releaser.start()
+    try:
+        assert released.wait(5.0)
+    finally:
+        releaser.stop()
+    assert queued(r) == ["c1"]
 
 
 def test_conversations_released_as_ready_share_a_wake_message(

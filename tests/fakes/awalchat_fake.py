@@ -17,7 +17,7 @@ import hmac
 import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from pydantic import Field
@@ -41,7 +41,10 @@ class AwalChatConfig(Faults):
     domain: str | None = DEFAULT_DOMAIN  # None accepts any X-Domain
     client_id: str | None = DEFAULT_CLIENT_ID  # None accepts any X-Client-ID
     limit: int = Field(default=1000, ge=1)  # calls per window per X-Domain
-    window: float = Field(default=60.0, gt=0)  # seconds, fixed window from its first call
+    window: float = Field(default=60.0, gt=0)  # seconds
+    # "first_call": a window starts at its first call; "clock": windows are fixed to the
+    # clock (multiples of `window` since the epoch). Reset is the end rounded up to a second.
+    window_alignment: Literal["first_call", "clock"] = "first_call"
     unknown_conversations: list[str] = Field(default_factory=list)  # answered 404
     missing_headers_status: int = Field(default=400, ge=400, le=401)
     timestamp_tolerance: float | None = Field(default=300.0, gt=0)  # None: any timestamp
@@ -81,7 +84,7 @@ class AwalChatFake:
 
     def configure(self, changes: dict[str, Any]) -> None:
         self.config = AwalChatConfig.model_validate({**self.config.model_dump(), **changes})
-        if {"limit", "window"} & changes.keys():
+        if {"limit", "window", "window_alignment"} & changes.keys():
             self.windows.clear()
 
     def snapshot(self) -> dict[str, Any]:
@@ -108,7 +111,12 @@ class AwalChatFake:
         now = self.hub.clock()
         end, count = self.windows.get(domain, (0.0, 0))
         if now >= end:
-            end, count = now + self.config.window, 0
+            window = self.config.window
+            if self.config.window_alignment == "clock":
+                end = (math.floor(now / window) + 1) * window
+            else:
+                end = now + window
+            count = 0
         allowed = count < self.config.limit
         if allowed and take:
             count += 1

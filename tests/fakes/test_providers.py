@@ -180,6 +180,22 @@ def test_429_past_the_limit_until_the_window_ends(http: TestClient, clock: Clock
     )
 
 
+def test_clock_aligned_windows_end_at_multiples_of_the_window(
+    http: TestClient, clock: Clock
+) -> None:
+    FakeControl(http).configure(awalchat={"limit": 2, "window_alignment": "clock"})
+    client = awalchat(http, clock)
+    clock.now = 1_700_000_003.5  # 3.5 s into a 10 s window of the clock
+    first = client.open_ticket("1", "55")
+    assert first.rate_limit == RateLimitInfo(2, 1, 1_700_000_010)
+    clock.now = 1_700_000_009.9
+    assert client.open_ticket("2", "55").rate_limit.remaining == 0
+    with pytest.raises(RateLimitedError):
+        client.open_ticket("3", "55")
+    clock.now = 1_700_000_010.0  # a new window of the clock, whenever the last call was
+    assert client.open_ticket("3", "55").rate_limit == RateLimitInfo(2, 1, 1_700_000_020)
+
+
 def test_invalid_requests_and_unknown_conversations(http: TestClient, clock: Clock) -> None:
     client = awalchat(http, clock)
     for conversation, phone, status in [("404", "55", 404), ("1", "", 400), ("x1", "55", 400)]:

@@ -13,6 +13,9 @@ it:
   conversation's order. Ten thousand waits due in the same second cost the broker a few
   wake messages, not ten thousand.
 
+The releaser sleeps until the earliest due member (at most its interval): work parked until
+a rate window's end is released at that end, not up to an interval later.
+
 Waits far longer than the broker's visibility timeout live here instead of in a Celery
 countdown.
 
@@ -131,6 +134,11 @@ class ParkingLot:
         score = self._redis.zscore(self.key, member)
         return None if score is None else float(score)
 
+    def next_due(self) -> float | None:
+        """The earliest due time of any member, or None when nothing is parked."""
+        first = self._redis.zrange(self.key, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
     def count(self) -> int:
         """How many members are parked."""
         return int(self._redis.zcard(self.key))
@@ -188,7 +196,9 @@ class ParkedReleaser:
         self._interval = interval
         self._limit = limit
         self._clock = clock
-        self._periodic = Periodic(f"releaser-{lot.key}", interval, self.tick)
+        self._periodic = Periodic(
+            f"releaser-{lot.key}", interval, self.tick, next_delay=self._until_next_due
+        )
 
     def start(self) -> None:
         """Start the thread (once)."""
@@ -202,6 +212,10 @@ class ParkedReleaser:
     def running(self) -> bool:
         """True while the thread is alive."""
         return self._periodic.running
+
+    def _until_next_due(self) -> float:
+        due = self._lot.next_due()
+        return self._interval if due is None else due - self._clock()
 
     def tick(self) -> int:
         """Release everything due now (in batches); return how many were released."""

@@ -1,5 +1,7 @@
 """A daemon thread that runs a job every `interval` seconds until stopped.
 
+With `next_delay`, the thread sleeps `min(interval, next_delay())` instead: a job that knows
+when it is next needed (the parked-work releaser) runs then, not at the next tick.
 The job's exceptions are logged and the thread goes on: background work must outlive a
 Redis outage.
 """
@@ -16,10 +18,18 @@ log = logging.getLogger(__name__)
 class Periodic:
     """Run `job` every `interval` seconds in a daemon thread named `name`."""
 
-    def __init__(self, name: str, interval: float, job: Callable[[], object]) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        job: Callable[[], object],
+        *,
+        next_delay: Callable[[], float] | None = None,
+    ) -> None:
         self.name = name
         self._interval = interval
         self._job = job
+        self._next_delay = next_delay
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -47,8 +57,11 @@ class Periodic:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
+            delay = self._interval
             try:
                 self._job()
+                if self._next_delay is not None:
+                    delay = min(delay, max(0.0, self._next_delay()))
             except Exception:  # the thread must outlive a Redis outage or a bad message
                 log.warning("%s failed; retrying", self.name, exc_info=True)
-            self._stopping.wait(self._interval)
+            self._stopping.wait(delay)

@@ -7,30 +7,29 @@ any number of workers on any number of machines share it without races.
 How the pace is chosen, strongest source first:
 
 1. A pause (`paused_until`) stops everyone: set by a 429 (for `Retry-After`) and by
-   `X-RateLimit-Remaining: 0` (until `X-RateLimit-Reset`).
-2. Learned from the headers: `limit` calls per window; the window length is inferred from
-   successive resets (the smallest difference seen). Calls are spaced `window / limit`
-   apart; until the length is known, the budget left is spread over the time to `reset`.
-   A mirror of the provider's counter (`left` until `reset`) refuses calls beyond it.
-3. The configured `Rate`, when nothing has been learned.
+   `X-RateLimit-Remaining: 0` (until the window's end).
+2. Learned from the headers: `limit` calls per window, the provider's counter mirrored in
+   `left` until the window's end. Inside a window the provider has confirmed (an answer
+   carrying its reset came back), calls go at once while `left` lasts: the provider's own
+   count is the budget, so a backlog's last window is not spread over the whole window.
+   At a new window (and before the very first answer) one call, the probe, goes first and
+   the others wait (polling every `probe_poll`) for its answer, or `probe_timeout`: a burst
+   never lands in a window that has not begun on the provider's side (its clock or its
+   rounding of `reset` a little behind ours), and calls sent before anything was learned
+   never overshoot the first window.
+3. The configured `Rate`, when no limit has been learned: spaced `period / count` apart (a
+   GCRA with no burst tolerance: any `period` holds `count` calls or fewer).
 4. Nothing known: no pacing (the first answer teaches).
-
-Spacing is a GCRA with no burst tolerance: a call is allowed when its theoretical arrival
-time has come, which keeps any window of length `period` at `count` calls or fewer. Against
-fixed windows the pause on `remaining == 0` locks the pace to the provider's windows: each
-window starts `guard` after its end and its last call leaves well before its end.
 
 A window's end is its `reset`, or sooner `window` seconds after the first answer that
 carried that reset (`first`): a fixed window holding a call cannot outlast that call by
 more than its length. This matters when the provider rounds `reset` up to whole seconds
-and starts a window at its first call: waiting for the rounded reset would then idle
-almost a second per window (phase-locked, every window starts just after a whole second),
-~9% of a 10 s window. The learnt `window` (smallest difference of successive resets) is
-never shorter than the real one for fixed windows, so the earlier end is never too early.
-Smooth rather than bursting the whole budget at each reset: a burst lands entirely in the
-old window if the provider's clock or rounding of `reset` is a little behind ours (a whole
-window of 429s), and smooth pacing also fits sliding windows; phase-locked, it still uses
-every slot of every window (simulated: >= 0.99 of the allowed rate, no 429).
+and starts a window at its first call: waiting for the rounded reset idles up to a second
+a window. `window` is the smallest difference of successive resets, or the configured
+period when that is shorter, the configured count equals the headers' limit and no 429
+has been seen (a 429 drops that hint for good: `nohint`). Learnt from rounded resets alone,
+the window can come out a second too long (each window then starts just after a whole
+second, and so ends at a rounded reset): configure the rate when the provider rounds.
 When a 429 and `remaining == 0` disagree on the wait, the later time wins.
 """
 
@@ -42,6 +41,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from worker.delivery.budget_scripts import OBSERVE, RESERVE
 from worker.storage import keys
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -92,115 +92,6 @@ def destination_for_helpwave(base_url: str) -> str:
 # Resets closer than this are the same window (providers may compute them per request).
 _SAME_RESET = 0.25
 
-_RESERVE = """
-local key = KEYS[1]
-local now = tonumber(ARGV[1])
-local count, period = tonumber(ARGV[2]), tonumber(ARGV[3])
-local guard, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local f = redis.call('HMGET', key, 'tat', 'paused_until', 'limit', 'reset', 'left', 'window',
-                     'ends')
-local tat, paused = tonumber(f[1]) or 0, tonumber(f[2]) or 0
-local limit, reset = tonumber(f[3]), tonumber(f[4]) or 0
-local left, window = tonumber(f[5]), tonumber(f[6])
-local ends = math.min(tonumber(f[7]) or reset, reset)
-local function fmt(x) return string.format('%.6f', x) end
-if now < paused then return fmt(paused - now) end
-if limit and reset > 0 and now >= ends + guard then
-  left = limit
-  if window then
-    reset = reset + (math.floor((now - reset) / window) + 1) * window
-  else
-    reset = 0
-  end
-  ends = reset
-  redis.call('HSET', key, 'left', left, 'reset', fmt(reset), 'ends', fmt(ends), 'est', '1')
-end
-if limit and reset > 0 and left and left <= 0 then return fmt(ends + guard - now) end
-if tat > now then return fmt(tat - now) end
-local interval = 0
-if limit and window then
-  interval = window / limit
-elseif limit and reset > 0 then
-  interval = math.max(0, ends - now) / math.max(left or 1, 1)
-elseif count and not limit then
-  interval = period / count
-end
--- With learned headers a caller late by under half a slot keeps the pace's phase (the
--- provider's counter guards the window); otherwise the pace restarts from now.
-local base = now
-if limit and tat >= now - interval / 2 then base = tat end
-redis.call('HSET', key, 'tat', fmt(base + interval))
-if limit and left then redis.call('HSET', key, 'left', left - 1) end
-redis.call('EXPIRE', key, ttl)
-return '0'
-"""
-
-_OBSERVE = """
-local key = KEYS[1]
-local now, status = tonumber(ARGV[1]), tonumber(ARGV[2])
-local hlimit, hleft, hreset = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local retry_after, guard = tonumber(ARGV[6]), tonumber(ARGV[7])
-local ttl, fallback, same = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local f = redis.call('HMGET', key, 'paused_until', 'limit', 'reset', 'left', 'window',
-                     'est', 'seen', 'first', 'ends')
-local paused, limit, reset = tonumber(f[1]) or 0, tonumber(f[2]), tonumber(f[3]) or 0
-local left, window, est, seen = tonumber(f[4]), tonumber(f[5]), f[6] == '1', tonumber(f[7]) or 0
-local first, ends = tonumber(f[8]), tonumber(f[9])
-local function fmt(x) return string.format('%.6f', x) end
-if hlimit and hlimit > 0 then limit = hlimit end
-local stale = false
-if hreset then
-  if seen > 0 and hreset > seen + same then
-    local candidate = hreset - seen
-    if not window or candidate < window then window = candidate end
-  end
-  -- `first`: the earliest answer carrying the newest reset (the window ends by first + window)
-  if hreset > seen + same or not first then
-    first = now
-  elseif hreset >= seen - same then
-    first = math.min(first, now)
-  end
-  if hreset > seen then seen = hreset end
-  if reset > 0 and hreset < reset - same then
-    stale = true
-  elseif reset > 0 and hreset <= reset + same then
-    if hleft then left = math.min(left or hleft, hleft) end
-    reset = hreset
-  else
-    if hleft and est and left then left = math.min(left, hleft)
-    elseif hleft then left = hleft
-    else left = left or limit end
-    reset = hreset
-  end
-  est = false
-end
-if reset > 0 and (not ends or not stale) then
-  ends = reset
-  if window and first and math.abs(reset - seen) <= same then
-    ends = math.min(reset, first + window)
-  end
-end
-if not stale and hleft == 0 and hreset then paused = math.max(paused, ends + guard) end
-if status == 429 then
-  redis.call('HINCRBY', key, 'n429', 1)
-  redis.call('HSET', key, 'last429', fmt(now))
-  local wait = retry_after
-  if not wait and hreset and hreset > now then wait = hreset + guard - now end
-  paused = math.max(paused, now + (wait or fallback))
-  if left then left = 0 end
-end
-local fields = {'paused_until', fmt(paused), 'reset', fmt(reset), 'seen', fmt(seen),
-                'est', est and '1' or '0'}
-if first then table.insert(fields, 'first'); table.insert(fields, fmt(first)) end
-if ends then table.insert(fields, 'ends'); table.insert(fields, fmt(ends)) end
-if limit then table.insert(fields, 'limit'); table.insert(fields, limit) end
-if left then table.insert(fields, 'left'); table.insert(fields, left) end
-if window then table.insert(fields, 'window'); table.insert(fields, fmt(window)) end
-redis.call('HSET', key, (table.unpack or unpack)(fields))
-redis.call('EXPIRE', key, ttl)
-return 1
-"""
-
 
 def _arg(value: float | None) -> str:
     return "" if value is None else repr(float(value))
@@ -221,15 +112,18 @@ class RateLimiter:
         guard: float = 0.05,
         pause_without_retry_after: float = 1.0,
         ttl: int = keys.RATE_TTL,
+        probe_timeout: float = 1.0,
+        probe_poll: float = 0.01,
     ) -> None:
         self._redis = redis_client
         self._prefix = prefix
         self._guard = guard
         self._fallback = pause_without_retry_after
         self._ttl = ttl
+        self._probe = (_arg(probe_timeout), _arg(probe_poll))
         self._rates: dict[str, Rate] = {}
-        self._reserve = redis_client.register_script(_RESERVE)
-        self._observe = redis_client.register_script(_OBSERVE)
+        self._reserve = redis_client.register_script(RESERVE)
+        self._observe = redis_client.register_script(OBSERVE)
 
     def key(self, destination: str) -> str:
         """The Redis hash holding the destination's shared state."""
@@ -252,6 +146,7 @@ class RateLimiter:
             _arg(rate.period if rate else None),
             _arg(self._guard),
             str(self._ttl),
+            *self._probe,
         ]
         answer = self._reserve(keys=[self.key(destination)], args=args)
         return max(0.0, float(answer))
@@ -273,6 +168,7 @@ class RateLimiter:
         `pause_without_retry_after`); `remaining == 0` pauses it until `reset`; `limit` and
         `reset` replace any configured rate. `reset` is absolute Unix time.
         """
+        rate = self._rates.get(destination)
         args = [
             _arg(now),
             "" if status is None else str(status),
@@ -284,6 +180,8 @@ class RateLimiter:
             str(self._ttl),
             _arg(self._fallback),
             _arg(_SAME_RESET),
+            str(rate.count) if rate else "",
+            _arg(rate.period if rate else None),
         ]
         self._observe(keys=[self.key(destination)], args=args)
 

@@ -194,8 +194,9 @@ class Decision:
     def __reduce__(self) -> tuple[Any, ...]:
         return (Decision, self._fields())
 
-    def to_json(self) -> dict[str, Any]:
-        data = self._to_json()
+    def to_json(self, *, leave_out: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """The decision as JSON; outcomes whose status is in `leave_out` are left out."""
+        data = self._to_json(leave_out)
         if self.wait_changes:
             data["wait_changes"] = [
                 {
@@ -207,7 +208,7 @@ class Decision:
             ]
         return data
 
-    def _to_json(self) -> dict[str, Any]:
+    def _to_json(self, leave_out: frozenset[str]) -> dict[str, Any]:
         return {
             "ruleset_version": self.ruleset_version,
             "event": self.event,
@@ -229,6 +230,7 @@ class Decision:
                     },
                 }
                 for o in self.outcomes
+                if o.status not in leave_out
             ],
             "actions": [
                 {

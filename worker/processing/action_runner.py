@@ -10,6 +10,13 @@
 - a call that fails follows `failures.verdict`: wait and retry in its turn, or a dead letter
   with the state the decision projected for it undone.
 
+A HelpWave create (ticket or comment) is not idempotent: right before its POST the runner
+marks the intent in the delivery (`worker.storage.send_intents`, confirmed by a replica
+when one is connected) and clears it when the create definitely did not happen. A run that
+finds an intent with no outcome dead-letters the action (AMBIGUOUS_CREATE) instead of
+creating twice: an earlier worker may have created it and died, or a Redis failover lost
+its outcome.
+
 It returns when to come back (the conversation is parked until then), or None when the
 action is finished.
 """
@@ -29,14 +36,30 @@ from worker.delivery.retry import RetryPolicy
 from worker.engine.decision import Decision
 from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
 from worker.engine.ruleset import Limits
-from worker.errors import ActionError, ConfigError, HelpdeskError, ThrottledError
+from worker.errors import (
+    ActionError,
+    AmbiguousCreateError,
+    ConfigError,
+    HelpdeskError,
+    ThrottledError,
+)
 from worker.metrics import WorkerMetrics
 from worker.processing.actions import ActionExecutor
-from worker.processing.failures import REPLAY_VERSION, attempt_record, dead_letter, verdict
+from worker.processing.failures import (
+    REPLAY_VERSION,
+    attempt_record,
+    dead_letter,
+    is_ambiguous,
+    verdict,
+)
 from worker.storage.conversations import ConversationStore
 from worker.storage.records import DeliveryRecord
+from worker.storage.send_intents import Mark, SendIntents
 
 log = logging.getLogger(__name__)
+
+AMBIGUOUS_CREATE = "ambiguous: create may have happened"
+REPLICA_RETRY_SECONDS = 1.0  # an intent no replica confirmed: try again this much later
 
 
 class ActionRunner:
@@ -54,7 +77,9 @@ class ActionRunner:
         metrics: WorkerMetrics,
         breaker: RunawayBreaker,
         limits: Callable[[], Limits],
+        intents: SendIntents | None = None,
     ) -> None:
+        self._intents = intents if intents is not None else SendIntents(store.client)
         self._breaker = breaker
         self._limits = limits
         self._store = store
@@ -160,11 +185,23 @@ class ActionRunner:
         if refused is not None:
             self._metrics.runaway.labels(action=action.kind).inc()
             return None, self._bury(record, event, action, attempts, refused, state)
+        marked: list[bool] = []
+
+        def before_send() -> None:
+            self._mark_intent(record, action, marked)
+
         try:
-            outcome = self._executor.execute(action, event, state)
+            outcome = self._executor.execute(action, event, state, before_send=before_send)
         except ThrottledError as exc:
+            if marked:
+                self._intents.clear(record.delivery_id, action.key)
             return exc.until, state
+        except AmbiguousCreateError as exc:
+            attempts.append(attempt_record(exc, now))
+            return None, self._bury(record, event, action, attempts, AMBIGUOUS_CREATE, state)
         except (HelpdeskError, ActionError, ConfigError) as exc:
+            if marked and not (isinstance(exc, HelpdeskError) and is_ambiguous(exc, action)):
+                self._intents.clear(record.delivery_id, action.key)
             attempts.append(attempt_record(exc, now))
             next_step = verdict(exc, action, attempts, now=now, policy=self._retry, rng=self._rng)
             if next_step.retry_at is None:
@@ -175,6 +212,20 @@ class ActionRunner:
             return next_step.retry_at, state
         self._complete(record, action, outcome.to_json(), outcome.state, pipe)
         return None, outcome.state
+
+    def _mark_intent(
+        self, record: DeliveryRecord, action: PlannedAction, marked: list[bool]
+    ) -> None:
+        """Mark the intent to send the create now; raise when it must not go out."""
+        now = self._clock()
+        mark = self._intents.mark(record.delivery_id, action.key, now)
+        if mark is Mark.FOUND:
+            raise AmbiguousCreateError(
+                "an earlier attempt was about to send this create and recorded no outcome"
+            )
+        if mark is Mark.UNCONFIRMED:
+            raise ThrottledError("redis-replica", now + REPLICA_RETRY_SECONDS)
+        marked.append(True)
 
     def _bury(
         self,

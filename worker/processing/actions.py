@@ -8,11 +8,15 @@ HelpWave: the conversation's ticket id is stored in its state by the create that
 A create first looks the stored ticket up (`GET /tickets/{id}`) and reuses it unless
 HelpWave answers that it is closed or gone; a comment goes to the id stored when it is
 carried out, so comments after a replacing create go to the new ticket.
+
+Both creates call `before_send()` right before their POST (and after the lookups that may
+make it unnecessary): the action runner marks its send intent there
+(`worker.storage.send_intents`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,18 +77,26 @@ class ActionExecutor:
         self._phone_number_id = default_phone_number_id
 
     def execute(
-        self, action: PlannedAction, event: Event, state: ConversationState
+        self,
+        action: PlannedAction,
+        event: Event,
+        state: ConversationState,
+        *,
+        before_send: Callable[[], None] = lambda: None,
     ) -> ActionOutcome:
-        """Make the calls `action` needs; raise a HelpdeskError when one fails."""
+        """Make the calls `action` needs; raise a HelpdeskError when one fails.
+
+        `before_send` runs right before a create that is not idempotent goes out (a HelpWave
+        ticket or comment); what it raises propagates and nothing is sent."""
         conversation = event.conversation_id
         if conversation is None:
             return ActionOutcome("skipped", state, {"reason": NO_CONVERSATION})
         if action.kind in (OPEN_TICKET, CLOSE_TICKET):
             return self._ticket(action, conversation, state)
         if action.kind == HELPWAVE_CREATE_TICKET:
-            return self._create_ticket(action, event, state)
+            return self._create_ticket(action, event, state, before_send)
         if action.kind == HELPWAVE_ADD_COMMENT:
-            return self._add_comment(action, state)
+            return self._add_comment(action, state, before_send)
         raise ConfigError(f"unknown action kind {action.kind!r}")
 
     def _awalchat_client(self) -> AwalChatClient:
@@ -115,7 +127,11 @@ class ActionExecutor:
         )
 
     def _create_ticket(
-        self, action: PlannedAction, event: Event, state: ConversationState
+        self,
+        action: PlannedAction,
+        event: Event,
+        state: ConversationState,
+        before_send: Callable[[], None],
     ) -> ActionOutcome:
         """Reuse the stored ticket ("already") unless HelpWave answers that it is closed or
         gone (404); else create one for the customer (found or created by phone number) and
@@ -138,6 +154,7 @@ class ActionExecutor:
             )
         customer_id = client.find_or_create_customer(phone)
         fields = {"Channel": DEFAULT_CHANNEL, **action.params, "customerId": customer_id}
+        before_send()
         ticket_id = client.create_ticket(fields)
         return ActionOutcome(
             "done",
@@ -145,7 +162,9 @@ class ActionExecutor:
             {"ticket_id": ticket_id, "customer_id": customer_id, **replaced},
         )
 
-    def _add_comment(self, action: PlannedAction, state: ConversationState) -> ActionOutcome:
+    def _add_comment(
+        self, action: PlannedAction, state: ConversationState, before_send: Callable[[], None]
+    ) -> ActionOutcome:
         """Add the comment to the ticket stored now; skipped ("skipped", with the reason)
         when none is stored (the create planned before it failed) or the text is blank."""
         client = self._helpwave_client()
@@ -156,6 +175,7 @@ class ActionExecutor:
             return ActionOutcome("skipped", state, {"reason": reason})
         text = str(action.params["text"])
         optional = {k: action.params[k] for k in _COMMENT_FIELDS if k in action.params}
+        before_send()
         client.add_comment(
             ticket_id,
             text,

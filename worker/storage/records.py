@@ -3,6 +3,7 @@
     tw:delivery:{id}   hash  raw, received_at, dry_run, conversation,
                              decision (JSON, written once), state_before (JSON),
                              done:{rule#i} (JSON outcome), attempts:{rule#i} (JSON list),
+                             sending:{rule#i} (a HelpWave create about to go: send_intents),
                              shadow (JSON: the shadow rules' verdicts, `storage.shadow_log`)
 
 `parse_record` reads the hash; `stored_form` is the decision as it is written.
@@ -75,12 +76,13 @@ def parse_record(delivery_id: str, fields: Mapping[bytes, bytes]) -> DeliveryRec
     )
 
 
+_NOT_STORED = frozenset({"not_for_event"})
+
+
 def stored_form(decision: Decision) -> dict[str, Any]:
     """The decision as the delivery keeps it: rules that do not listen to the event are left
     out (their reason says only that), so a big ruleset does not bloat every record."""
-    data = decision.to_json()
-    data["outcomes"] = [o for o in data["outcomes"] if o["status"] != "not_for_event"]
-    return data
+    return decision.to_json(leave_out=_NOT_STORED)
 
 
 def is_quiet(decision: Decision) -> bool:
