@@ -263,7 +263,7 @@ class ConversationProcessor:
             until, state = self._runner.run(record, event, action, state, admitted, outcomes)
             if until is not None:
                 raise _Stop(until)
-        return is_quiet(decision), event.conversation_id is not None, outcomes
+        return is_quiet(decision, self._rules()), event.conversation_id is not None, outcomes
 
     def _state_of(self, conversation: str, record: DeliveryRecord, head: Head) -> ConversationState:
         """The conversation's state in the record's view, as the step that opened the head
