@@ -28,7 +28,10 @@ def us(rate: float) -> str:
 
 def table(rates: Rates) -> str:
     rows = [
-        ("**engine, worker's path** (evaluate + stored decision + state after, as JSON)", rates.real),
+        (
+            "**engine, worker's path** (evaluate + stored decision + state after, as JSON)",
+            rates.real,
+        ),
         ("**hand-written, worker's path** (decide + actions as JSON)", rates.hand_real),
         ("engine, `evaluate` alone (actions, state, matched rules)", rates.engine),
         ("hand-written function alone", rates.hand),

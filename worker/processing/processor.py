@@ -232,14 +232,14 @@ class ConversationProcessor:
         if opened is None:
             return False, True, None
         record, event, wait = opened
-        state = self._state_of(conversation, record, head)
+        state, before_text = self._state_of(conversation, record, head)
         decision = record.decision
         admitted: dict[str, str | None] = {}
         if decision is None:
             decided = self._decide(conversation, record, event, wait, state)
             # one round trip: the decision, and the breaker's verdicts on its calls
             pipe = self._store.client.pipeline(transaction=False)
-            self._store.store_decision(record, decided, state, pipe=pipe)
+            self._store.store_decision(record, decided, state, before_text=before_text, pipe=pipe)
             verdicts = self._runner.queue_admissions(pipe, record, decided, self._clock())
             answers = pipe.execute()
             decision = self._store.decision_that_holds(decided, answers[0])
@@ -265,13 +265,16 @@ class ConversationProcessor:
                 raise _Stop(until)
         return is_quiet(decision, self._rules()), event.conversation_id is not None, outcomes
 
-    def _state_of(self, conversation: str, record: DeliveryRecord, head: Head) -> ConversationState:
+    def _state_of(
+        self, conversation: str, record: DeliveryRecord, head: Head
+    ) -> tuple[ConversationState, bytes | None]:
         """The conversation's state in the record's view, as the step that opened the head
-        read it (a timer item's own view may differ from the worker's)."""
+        read it (a timer item's own view may differ from the worker's), and its text as
+        read (None: read elsewhere, or there was none)."""
         read_view = TimerItem.parse(head.item).view if is_timer_item(head.item) else record.view
         if read_view != record.view:
-            return self._store.state(conversation, record.view)
-        return head_state(head) or ConversationState()
+            return self._store.state(conversation, record.view), None
+        return head_state(head) or ConversationState(), head.state
 
     def _open(
         self, conversation: str, head: Head
