@@ -143,7 +143,7 @@ def test_get_decisions_explains_records_on_read(
     ruleset = load_ruleset_from_texts(TEXTS)
     PublicationStore(redis_client).publish(ruleset.version, TEXTS, 0)
     record = stored_record()
-    fields = {
+    fields: dict[str, bytes | str] = {
         "raw": RAW,
         "received_at": repr(RECEIVED.timestamp()),
         "conversation": "7",
