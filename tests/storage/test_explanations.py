@@ -150,7 +150,8 @@ def test_get_decisions_explains_records_on_read(
         "decision": json.dumps(stored_form(record.decision)) if record.decision else "",
         "state_before": "{}",
     }
-    redis_client.hset(keys.delivery("d1"), mapping=fields)
+    for name, value in fields.items():
+        redis_client.hset(keys.delivery("d1"), name, value)
     redis_client.rpush(keys.conversation_log("7"), "d1")
     url = redis_client.connection_pool.connection_kwargs
     client = redis.asyncio.Redis(host=url["host"], port=url["port"])
