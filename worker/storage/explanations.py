@@ -83,8 +83,8 @@ def _event_of(record: DeliveryRecord) -> Event:
 
 class RulesetArchive:
     """The accepted rulesets by version, read from Redis and loaded once each (the
-    `KEPT_LOADED` most recently used stay loaded). `local`: a ruleset this process already
-    has (used for its own version without reading Redis)."""
+    `KEPT_LOADED` most recently used stay loaded; a version not found is asked again).
+    `local`: a ruleset this process already has (its version is not read from Redis)."""
 
     def __init__(
         self,
@@ -93,7 +93,7 @@ class RulesetArchive:
         local: Ruleset | None = None,
     ) -> None:
         self._client = client
-        self._loaded: OrderedDict[str, Ruleset | None] = OrderedDict()
+        self._loaded: OrderedDict[str, Ruleset] = OrderedDict()
         self._lock = threading.Lock()  # a console serves pages from several threads
         if local is not None:
             self._loaded[local.version] = local
@@ -130,6 +130,8 @@ class RulesetArchive:
                 ruleset = load_ruleset_from_texts(files)
             except RulesError:
                 ruleset = None
+        if ruleset is None:
+            return None  # not cached: it may be published later
         self._loaded[version] = ruleset
         while len(self._loaded) > KEPT_LOADED:
             self._loaded.popitem(last=False)
