@@ -92,22 +92,35 @@ class SharedStateCollector(Collector):
     """Gauges read from Redis at scrape time: the same figures from every worker."""
 
     def __init__(
-        self, client: redis.Redis, *, queue: str, parked: str, dlq: str, timers: str
+        self,
+        client: redis.Redis,
+        *,
+        queue: str,
+        parked: str,
+        dlq: str,
+        timers: str,
+        ready: str,
     ) -> None:
         self._redis = client
-        self._keys = (queue, parked, dlq, timers)
+        self._keys = (queue, parked, dlq, timers, ready)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        queue, parked, dlq, timers = self._keys
+        queue, parked, dlq, timers, ready = self._keys
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.llen(queue)
             pipe.zcard(parked)
             pipe.hlen(dlq)
             pipe.zcard(timers)
-            depth, parked_count, dead, pending = pipe.execute()
+            pipe.llen(ready)
+            depth, parked_count, dead, pending, waiting = pipe.execute()
         except redis.RedisError:
             return
+        yield GaugeMetricFamily(
+            "ticket_worker_backlog",
+            "accepted webhooks' conversations waiting for a drain to take them (tw:ready)",
+            value=waiting,
+        )
         yield GaugeMetricFamily(
             "ticket_worker_timers_pending", "waits of rules with after: not yet due", value=pending
         )
@@ -202,10 +215,14 @@ class WorkerMetrics:
         self.rules_version.clear()
         self.rules_version.labels(version=version).set(1)
 
-    def watch(self, client: redis.Redis, *, queue: str, parked: str, dlq: str, timers: str) -> None:
+    def watch(
+        self, client: redis.Redis, *, queue: str, parked: str, dlq: str, timers: str, ready: str
+    ) -> None:
         """Add the shared-state gauges read from `client`."""
         self.registry.register(
-            SharedStateCollector(client, queue=queue, parked=parked, dlq=dlq, timers=timers)
+            SharedStateCollector(
+                client, queue=queue, parked=parked, dlq=dlq, timers=timers, ready=ready
+            )
         )
 
     def serve(self, port: int, host: str = "0.0.0.0") -> None:

@@ -206,6 +206,7 @@ class WorkerProcess:
             parked=self.parking.key,
             dlq=self.dead_letters.entries_key,
             timers=keys.TIMERS,
+            ready=keys.READY,
         )
         try:
             self.metrics.serve(port)

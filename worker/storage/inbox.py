@@ -203,19 +203,17 @@ class Inbox:
         for the batch): a failover cannot then lose what was answered 202; if they do not
         confirm in time, those deliveries are answered as not queued (the sender retries; a
         retry is a duplicate if the write did survive)."""
-        results = await self._evalsha_all(calls)
+        wanted = await self._replicas_to_wait_for()
+        results, confirmed = await self._evalsha_all(calls, wanted)
         missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if missing:
             self._sha = await self._redis.script_load(ACCEPT_SCRIPT)
-            retried = await self._evalsha_all([calls[i] for i in missing])
+            retried, confirmed = await self._evalsha_all([calls[i] for i in missing], wanted)
             for i, result in zip(missing, retried, strict=True):
                 results[i] = result
-        wanted = await self._replicas_to_wait_for()
-        if wanted and any(result == 1 for result in results):
-            confirmed = await self._redis.wait(wanted, REPLICA_WAIT_MS)
-            if int(confirmed) < wanted:
-                unconfirmed = QueueUnavailableError("not confirmed by a replica in time")
-                results = [unconfirmed if result == 1 else result for result in results]
+        if wanted and confirmed < wanted and any(result == 1 for result in results):
+            unconfirmed = QueueUnavailableError("not confirmed by a replica in time")
+            results = [unconfirmed if result == 1 else result for result in results]
         return results
 
     async def _replicas_to_wait_for(self) -> int:
@@ -230,12 +228,22 @@ class Inbox:
             self._counted_at = now
         return min(self._replicas, self._connected)
 
-    async def _evalsha_all(self, calls: list[_ScriptArgs]) -> list[object]:
+    async def _evalsha_all(
+        self, calls: list[_ScriptArgs], replicas: int
+    ) -> tuple[list[object], int]:
+        """The calls' answers, and how many replicas confirmed them: a WAIT sent in the same
+        pipeline, so on the same connection as the writes (WAIT counts the replication of
+        its own connection's writes; on another connection it would confirm nothing)."""
         pipe = self._redis.pipeline(transaction=False)
         for call in calls:
             pipe.evalsha(self._sha, 6, *call)
-        results: list[object] = await pipe.execute(raise_on_error=False)
-        return results
+        if replicas:
+            pipe.wait(replicas, REPLICA_WAIT_MS)
+        answers: list[object] = await pipe.execute(raise_on_error=False)
+        if not replicas:
+            return answers, 0
+        confirmed = answers.pop()
+        return answers, confirmed if isinstance(confirmed, int) else 0
 
     async def ping(self) -> None:
         """Return when Redis answers; else raise QueueUnavailableError."""
