@@ -23,6 +23,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, NoReturn
 
 from worker.engine.decision import Decision, OutcomesNotStored, WaitChange, wait_changes_json
@@ -95,41 +96,31 @@ def stored_form(decision: Decision) -> dict[str, Any]:
     (rules that do not listen are left out: their reason says only that)."""
     if decision.decided_at is None:
         return decision.to_json(leave_out=_NOT_STORED)
-    return {**_compact_form(decision), "state_after": decision.state_after.to_json()}
+    form: dict[str, Any] = json.loads(stored_texts(decision)[0])
+    return form
 
 
 def stored_texts(decision: Decision) -> tuple[str, str]:
-    """`compact(stored_form(decision))` and `compact(decision.state_after.to_json())`, the
-    state after encoded once for both."""
+    """The stored form as JSON text (what `stored_form` reads back), and the state after
+    as JSON text, encoded once for both."""
     after = _encode(decision.state_after.to_json())
-    if decision.decided_at is None:
+    decided_at = decision.decided_at
+    if decided_at is None:
         return compact(decision.to_json(leave_out=_NOT_STORED)), after
-    return _encode(_compact_form(decision))[:-1] + ',"state_after":' + after + "}", after
-
-
-def _compact_form(decision: Decision) -> dict[str, Any]:
-    """The compact stored form without its `state_after` (which `stored_texts` appends)."""
-    assert decision.decided_at is not None
     data: dict[str, Any] = {
         "ruleset_version": decision.ruleset_version,
         "event": decision.event,
         "conversation_id": decision.conversation_id,
-        "decided_at": decision.decided_at.timestamp(),
-        "matched": list(decision.matched_rules),
-        "actions": [
-            [
-                a.rule,
-                a.index,
-                a.kind,
-                a.params if a.params.__class__ is dict else dict(a.params),
-                a.skip_reason,
-            ]
-            for a in decision.actions
-        ],
+        "decided_at": decided_at.timestamp(),
+        "matched": decision.matched_rules,
+        "actions": list(map(_action_fields, decision.actions)),  # arrays: rule .. skip_reason
     }
     if decision.wait_changes:
         data["wait_changes"] = wait_changes_json(decision.wait_changes)
-    return data
+    return _encode(data)[:-1] + ',"state_after":' + after + "}", after
+
+
+_action_fields = attrgetter("rule", "index", "kind", "params", "skip_reason")
 
 
 def read_decision(data: Mapping[str, Any]) -> Decision:
@@ -177,7 +168,16 @@ def is_quiet(decision: Decision, ruleset: Ruleset) -> bool:
     return all(o.status in ("not_for_event", "disabled", "shadow") for o in decision.outcomes)
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+def _plain(value: object) -> object:
+    """What JSON cannot encode as it is: a mapping other than a dict (action params)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_encode = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, check_circular=False, default=_plain
+).encode
 
 
 def compact(data: object) -> str:
