@@ -23,6 +23,7 @@ import json
 import platform
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -94,7 +95,12 @@ def fill_decision_log(client: redis.Redis, batch: int = 5000) -> None:
     for start in range(0, keys.DECISION_LOG_LIMIT, batch):
         pipe = client.pipeline(transaction=False)
         for n in range(start, start + batch):
-            fields = {"d": f"{n:032x}", "c": "", "e": "message.status.updated", "r": ""}
+            fields: dict[Any, Any] = {
+                "d": f"{n:032x}",
+                "c": "",
+                "e": "message.status.updated",
+                "r": "",
+            }
             pipe.xadd(keys.DECISIONS, fields, maxlen=keys.DECISION_LOG_LIMIT, approximate=True)
         pipe.execute()
 
