@@ -9,10 +9,11 @@ one Python function of straight-line `if`s over the decoded payload (built from 
 table, one hand-written snippet per kind of rule), planning the same actions but explaining
 nothing. Both decide the same events in the same run; their planned actions are compared,
 and the engine's explanations checked complete, before timing. The headline is the worker's
-real path: `evaluate` plus the JSON the worker stores per event (the decision's stored form,
-with every listening rule's explanation, and the states), against the hand-written function
-plus its actions as JSON; the parts of the path are timed too. Also measures the memory a
-loaded ruleset holds (tracemalloc). Writes the `## Engine` section (`bench.engine_report`).
+real path: `evaluate` plus the JSON the worker stores per event (the decision's compact
+stored form and the state after; rule outcomes are explained on read), against the
+hand-written function plus its actions as JSON; the parts of the path are timed too. Also
+measures the memory a loaded ruleset holds (tracemalloc). Writes the `## Engine` section
+(`bench.engine_report`).
 """
 
 from __future__ import annotations

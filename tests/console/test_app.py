@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import fakeredis
 import pytest
@@ -21,9 +24,14 @@ from tests.console.support import (
     sign_in,
 )
 from worker.console.app import create_console_app
+from worker.engine import evaluate, load_ruleset_from_texts
+from worker.engine.envelope import parse_webhook
+from worker.engine.model import ConversationState, Event
 from worker.live_rules import RuleSource
 from worker.ops.console_command import explain_text
 from worker.storage import decision_index, keys
+from worker.storage.conversations import ConversationStore
+from worker.storage.rules_publication import PublicationStore
 
 
 @pytest.fixture
@@ -163,6 +171,50 @@ def test_one_decision_shows_rules_actions_and_the_event(
     assert "matched" in page
     assert "&#34;conversation_id&#34;: &#34;1042&#34;" in page
     assert http.get("/decisions/nope").status_code == 404
+
+
+WHEN = (
+    "version: 1\nrules:\n  - name: open-on-help\n    on: message.received\n"
+    "    when: {data.body: {contains: help}}\n    then: [open_ticket]\n"
+)
+SAW = "data.body contains &#39;help&#39;: saw &#39;thanks&#39;"
+
+
+def decide_with_condition(client: fakeredis.FakeRedis, delivery_id: str) -> None:
+    """A record decided by a ruleset whose rule fails on the body, published as accepted."""
+    ruleset = load_ruleset_from_texts({"when.yaml": WHEN})
+    PublicationStore(client).publish(ruleset.version, {"when.yaml": WHEN}, 0)
+    raw = b'{"event": "message.received", "data": {"conversation_id": "7", "body": "thanks"}}'
+    store = ConversationStore(client)
+    store.create_record(delivery_id, raw=raw, received_at=1.0, conversation="7", dry_run=False)
+    event = parse_webhook(raw)
+    assert isinstance(event, Event)
+    decision = evaluate(ruleset, event, ConversationState(), now=datetime(2026, 1, 1, tzinfo=UTC))
+    record = store.load(delivery_id)
+    assert record is not None
+    store.store_decision(record, decision, ConversationState())
+    if delivery_id.endswith("old"):  # as older versions stored it: every rule explained
+        client.hset(keys.delivery(delivery_id), "decision", json.dumps(decision.to_json()))
+
+
+def test_a_decision_page_shows_each_rule_s_first_failing_condition_new_and_old(
+    http: TestClient, redis_client: fakeredis.FakeRedis, rules_path: Path
+) -> None:
+    decide_with_condition(redis_client, "d-new")
+    decide_with_condition(redis_client, "d-old")
+    assert b"outcomes" not in cast(bytes, redis_client.hget(keys.delivery("d-new"), "decision"))
+    sign_in(http)
+    assert SAW in http.get("/decisions/d-old").text
+    page = http.get("/decisions/d-new").text
+    assert SAW in page
+    assert "no longer kept" not in page
+    redis_client.delete(keys.RULES, keys.RULES_HISTORY)
+    with console_client(redis_client, rules_path) as fresh:
+        sign_in(fresh)
+        page = fresh.get("/decisions/d-new").text
+    assert "no longer kept" in page
+    assert SAW not in page
+    assert SAW in fresh.get("/decisions/d-old").text
 
 
 def test_decisions_are_paged_by_cursor_and_stable_while_new_ones_arrive(

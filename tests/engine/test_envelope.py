@@ -130,11 +130,14 @@ def test_many_shallow_containers_are_not_deep() -> None:
 def test_costly_bodies_near_the_size_limit_are_decided_within_the_contracts_two_seconds(
     hostile: HostileBody,
 ) -> None:
-    started = time.perf_counter()
+    # CPU time of this process, not wall time: another process busy on the machine must not
+    # fail it, while a parser that backtracks (minutes on such bodies) always does. The
+    # receiver's answers are timed end to end in tests/integration/test_hostile.py.
+    started = time.process_time()
     try:
         outcome = 202 if isinstance(parse_webhook(hostile.body), Event) else 200
     except PayloadError as refusal:
         outcome = refusal.status
-    elapsed = time.perf_counter() - started
+    spent = time.process_time() - started
     assert outcome == hostile.signed_status
-    assert elapsed < 2.0  # interface.md, "Hostile cost": each answered within 2 s
+    assert spent < 2.0  # interface.md, "Hostile cost": each answered within 2 s

@@ -22,6 +22,7 @@ from tests.helpers_redis import RedisServer, free_port
 from tests.integration.harness import REPO_ROOT, Deployment
 from worker.live_rules import RuleSource
 from worker.ops.embedded_redis import EmbeddedRedis
+from worker.storage.records import read_decision
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,7 @@ def _decided_by(client: redis.Redis, delivery_id: str) -> str | None:
     raw = client.hget(f"tw:delivery:{delivery_id}", "decision")
     if raw is None:
         return None
-    matched = [o["rule"] for o in json.loads(raw)["outcomes"] if o["status"] == "matched"]
+    matched = read_decision(json.loads(raw)).matched_rules
     return matched[0] if matched else ""
 
 

@@ -18,6 +18,7 @@ import redis
 from tests.fakes.server import FakeProvidersServer
 from tests.helpers_redis import RedisServer, free_port, silent_server
 from tests.integration.harness import Deployment
+from worker.storage.records import read_decision
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +127,7 @@ def _decided_by(client: redis.Redis, delivery_id: str) -> str | None:
     raw = client.hget(f"tw:delivery:{delivery_id}", "decision")
     if raw is None:
         return None
-    matched = [o["rule"] for o in json.loads(raw)["outcomes"] if o["status"] == "matched"]
+    matched = read_decision(json.loads(raw)).matched_rules
     return matched[0] if matched else ""
 
 

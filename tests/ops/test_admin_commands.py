@@ -17,6 +17,7 @@ from worker.engine import evaluate, load_ruleset_from_texts
 from worker.engine.model import ConversationState, Event
 from worker.ops.cli import main
 from worker.storage.conversations import ConversationStore
+from worker.storage.rules_publication import PublicationStore
 
 OLD = "version: 1\nrules:\n  - name: open\n    on: message.received\n    then: [open_ticket]\n"
 NEW = OLD.replace("message.received", "conversation.created")
@@ -111,3 +112,45 @@ def test_dlq_list_show_replay_and_drop(
     capsys.readouterr()
     assert main(["dlq", "list"]) == 0
     assert "empty" in capsys.readouterr().out
+
+
+WHEN = (
+    "version: 1\nrules:\n  - name: open-on-help\n    on: message.received\n"
+    "    when: {data.body: {contains: help}}\n    then: [open_ticket]\n"
+)
+
+
+def test_decisions_show_why_each_rule_did_not_act_in_new_and_old_records(
+    env: Path, redis_client: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ruleset = load_ruleset_from_texts({"when.yaml": WHEN})
+    PublicationStore(redis_client).publish(ruleset.version, {"when.yaml": WHEN}, 0)
+    raw = json.dumps(
+        {"event": "message.received", "data": {"conversation_id": "3", "body": "thanks"}}
+    )
+    event = Event("message.received", json.loads(raw), conversation_id="3")
+    decision = evaluate(ruleset, event, ConversationState(), now=datetime(2026, 1, 1, tzinfo=UTC))
+    store = ConversationStore(redis_client)
+    for delivery_id, old in (("n" * 32, False), ("o" * 32, True)):
+        redis_client.hset(
+            f"tw:delivery:{delivery_id}",
+            mapping={"raw": raw, "received_at": "1.0", "dry_run": "0", "conversation": "3"},
+        )
+        record = store.load(delivery_id)
+        assert record is not None
+        store.store_decision(record, decision, ConversationState())
+        if old:  # as an older version stored it: every listening rule explained
+            redis_client.hset(
+                f"tw:delivery:{delivery_id}", "decision", json.dumps(decision.to_json())
+            )
+    assert main(["decisions", "--conversation", "3"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [d["explained"] for d in shown] == ["stored", "on read"]
+    for described in shown:
+        assert described["rules"] == [
+            {
+                "rule": "open-on-help",
+                "status": "not_matched",
+                "reason": "data.body contains 'help': saw 'thanks'",
+            }
+        ]

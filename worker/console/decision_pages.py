@@ -23,6 +23,7 @@ from worker.console.session import Session
 from worker.storage import decision_index, keys
 from worker.storage.decision_index import LogEntry
 from worker.storage.decision_log import describe_delivery
+from worker.storage.explanations import RulesetArchive
 from worker.storage.records import parse_record
 
 PAGE_SIZE = 50
@@ -74,6 +75,8 @@ def _matcher(rule: str, event: str) -> Callable[[LogEntry], bool]:
 
 
 def routes(console: Console) -> list[BaseRoute]:
+    archive = RulesetArchive(console.redis)  # the rulesets decisions were made with, loaded once
+
     def decisions(request: Request, session: Session) -> Response:
         q = request.query_params
         conversation = q.get("conversation", "").strip()
@@ -121,9 +124,8 @@ def routes(console: Console) -> list[BaseRoute]:
         if not fields:
             return console.refuse(request, session, 404, f"no decision record {delivery_id}")
         record = parse_record(delivery_id, fields)
-        return console.render(
-            request, "decision.html", session, d=describe_delivery(record), raw=record.raw
-        )
+        described = describe_delivery(record, archive.get)
+        return console.render(request, "decision.html", session, d=described, raw=record.raw)
 
     def tail(request: Request, session: Session) -> Response:
         recent = decision_index.page(console.redis, before=None, limit=20)

@@ -69,6 +69,12 @@ class WaitChange:
     reason: str
 
 
+class OutcomesNotStored(LookupError):
+    """A decision read back from its compact stored form has no rule outcomes: they are
+    explained again on read, from the event, the state before and the ruleset version
+    (`worker.storage.explanations`)."""
+
+
 class Decision:
     """What to do for one event and why, for every rule of the ruleset.
 
@@ -76,7 +82,9 @@ class Decision:
     outcomes, actions, state_after)`. `evaluate` builds it with `explained_later` instead:
     the outcome of every rule is then worked out (by re-running the pure, explaining checks)
     the first time `outcomes` or `to_json()` is read, while `actions`, `state_after` and
-    `matched_rules` are there from the start.
+    `matched_rules` are there from the start. Such a decision keeps `decided_at` (the `now`
+    it was decided at): with the event, the state before and the ruleset version, its
+    outcomes can be worked out again later (None: its outcomes were given whole).
     """
 
     ruleset_version: str
@@ -88,6 +96,7 @@ class Decision:
     _outcomes: tuple[RuleOutcome, ...] | None
     _explain: Callable[[], tuple[RuleOutcome, ...]] | None
     _matched: tuple[str, ...] | None
+    decided_at: datetime | None
 
     def __init__(
         self,
@@ -109,6 +118,7 @@ class Decision:
         _set(self, "_outcomes", tuple(outcomes))
         _set(self, "_explain", None)
         _set(self, "_matched", None)
+        _set(self, "decided_at", None)
 
     @classmethod
     def explained_later(
@@ -121,11 +131,13 @@ class Decision:
         state_after: ConversationState,
         matched_rules: tuple[str, ...],
         wait_changes: tuple[WaitChange, ...] = (),
+        decided_at: datetime | None = None,
     ) -> Decision:
         """A decision whose outcomes `explain()` returns when first read.
 
         `explain` must be pure, and agree with `matched_rules` (the rules whose outcome is
-        "matched", in order).
+        "matched", in order). `decided_at`: the `now` it was decided at, when `explain` is
+        `evaluate.explain` (it can then be run again on read).
         """
         decision = _new(cls)
         fields = decision.__dict__  # what __init__ sets, without __setattr__ (refused)
@@ -138,6 +150,7 @@ class Decision:
         fields["_outcomes"] = None
         fields["_explain"] = explain
         fields["_matched"] = matched_rules
+        fields["decided_at"] = decided_at
         return decision
 
     @property
@@ -198,14 +211,7 @@ class Decision:
         """The decision as JSON; outcomes whose status is in `leave_out` are left out."""
         data = self._to_json(leave_out)
         if self.wait_changes:
-            data["wait_changes"] = [
-                {
-                    "rule": c.rule,
-                    "due": None if c.due is None else c.due.isoformat(),
-                    "reason": c.reason,
-                }
-                for c in self.wait_changes
-            ]
+            data["wait_changes"] = wait_changes_json(self.wait_changes)
         return data
 
     def _to_json(self, leave_out: frozenset[str]) -> dict[str, Any]:
@@ -289,6 +295,14 @@ class Decision:
                 for c in data.get("wait_changes", ())
             ),
         )
+
+
+def wait_changes_json(changes: tuple[WaitChange, ...]) -> list[dict[str, Any]]:
+    """The waits a decision started or ended, as its JSON forms keep them."""
+    return [
+        {"rule": c.rule, "due": None if c.due is None else c.due.isoformat(), "reason": c.reason}
+        for c in changes
+    ]
 
 
 def rule_outcome(

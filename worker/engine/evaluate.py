@@ -114,6 +114,7 @@ def evaluate(
         ),
         tuple(matched),
         changes,
+        now,
     )
 
 

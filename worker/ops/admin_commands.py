@@ -25,6 +25,7 @@ from worker.settings import Settings
 from worker.storage.clients import sync_redis
 from worker.storage.conversations import ConversationStore
 from worker.storage.decision_log import describe_delivery, render_delivery
+from worker.storage.explanations import RulesetArchive
 from worker.storage.records import DeliveryRecord
 from worker.storage.timers import pending_waits
 
@@ -80,7 +81,7 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
     if record is None or record.decision is None:
         print(f"not decided within {args.wait:g} s (is a worker running?)", file=sys.stderr)
         return 1
-    print(render_delivery(describe_delivery(record)))
+    print(render_delivery(describe_delivery(record, RulesetArchive(client).get)))
     return 0
 
 
@@ -95,7 +96,9 @@ def _decisions(args: argparse.Namespace, settings: Settings) -> int:
     store = ConversationStore(client)
     ids = store.recent_deliveries(conversation=args.conversation, limit=args.limit)
     records = [r for r in (store.load(i) for i in ids) if r is not None]
-    print(json.dumps([describe_delivery(r) for r in records], indent=2, ensure_ascii=False))
+    rulesets = RulesetArchive(client).get
+    described = [describe_delivery(r, rulesets) for r in records]
+    print(json.dumps(described, indent=2, ensure_ascii=False))
     return 0
 
 

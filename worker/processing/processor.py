@@ -305,14 +305,14 @@ class ConversationProcessor:
         if opened is None:
             return _Decided(conversation)
         record, event, wait = opened
-        state = self._state_of(conversation, record, head)
+        state, before_text = self._state_of(conversation, record, head)
         decision = record.decision
         writes = self._store.client.pipeline(transaction=False)
         new = None
         verdicts: list[tuple[str, Verdict]] = []
         if decision is None:
             new = self._decide(conversation, record, event, wait, state)
-            self._store.store_decision(record, new, state, pipe=writes)
+            self._store.store_decision(record, new, state, before_text=before_text, pipe=writes)
             verdicts = self._runner.queue_admissions(writes, record, new, self._clock())
             decision = new
             if self._rules().shadow_rules:  # shadows are decided after the live decision
@@ -332,7 +332,7 @@ class ConversationProcessor:
                 lanes.add(destination(action.kind))
         return _Decided(
             conversation,
-            quiet=is_quiet(decision),
+            quiet=is_quiet(decision, self._rules()),
             has_conversation=event.conversation_id is not None,
             writes=writes,
             lanes="".join(sorted(lanes)),  # "a" first: the drain itself takes it
@@ -343,13 +343,16 @@ class ConversationProcessor:
             event=event,
         )
 
-    def _state_of(self, conversation: str, record: DeliveryRecord, head: Head) -> ConversationState:
+    def _state_of(
+        self, conversation: str, record: DeliveryRecord, head: Head
+    ) -> tuple[ConversationState, bytes | None]:
         """The conversation's state in the record's view, as the step that opened the head
-        read it (a timer item's own view may differ from the worker's)."""
+        read it (a timer item's own view may differ from the worker's), and its text as
+        read (None: read elsewhere, or there was none)."""
         read_view = TimerItem.parse(head.item).view if is_timer_item(head.item) else record.view
         if read_view != record.view:
-            return self._store.state(conversation, record.view)
-        return head_state(head) or ConversationState()
+            return self._store.state(conversation, record.view), None
+        return head_state(head) or ConversationState(), head.state
 
     def _open(
         self, conversation: str, head: Head

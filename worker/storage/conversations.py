@@ -37,7 +37,13 @@ from worker.storage import conversation_scripts as scripts
 from worker.storage import keys, timers
 from worker.storage.decision_index import newest_ids
 from worker.storage.keys import View
-from worker.storage.records import DeliveryRecord, compact, parse_record, stored_form
+from worker.storage.records import (
+    DeliveryRecord,
+    compact,
+    parse_record,
+    read_decision,
+    stored_texts,
+)
 
 
 class ConversationStore:
@@ -171,10 +177,12 @@ class ConversationStore:
         decision: Decision,
         state_before: ConversationState,
         *,
+        before_text: bytes | None = None,
         pipe: redis.client.Pipeline | None = None,
     ) -> Decision:
         """Store the decision and, for an event of a conversation, the state it projects
-        (in the record's view), unless a decision was stored before.
+        (in the record's view), unless a decision was stored before. `before_text`: the
+        state before as it was read from Redis (stored as it is instead of encoded again).
 
         Returns the decision that holds: the stored one when a decision already existed.
         With `pipe`, the script is only queued on it (its answer, given to
@@ -185,6 +193,7 @@ class ConversationStore:
         added, removed = timers.changes(
             record.view, record.conversation, state_before.waits, after.waits
         )
+        decision_text, after_text = stored_texts(decision)
         existing = self._store_decision(
             client=pipe,
             keys=[
@@ -196,9 +205,9 @@ class ConversationStore:
                 keys.LEGACY_DECISIONS,
             ],
             args=[
-                compact(stored_form(decision)),
-                compact(state_before.to_json()),
-                compact(after.to_json()),
+                decision_text,
+                before_text if before_text is not None else compact(state_before.to_json()),
+                after_text,
                 record.delivery_id,
                 keys.DECISION_LOG_LIMIT,
                 keys.DECISION_LOG_CONV_LIMIT,
@@ -221,7 +230,7 @@ class ConversationStore:
     def decision_that_holds(decision: Decision, existing: object) -> Decision:
         """`store_decision`'s answer: the decision stored before, if there was one."""
         if existing:
-            return Decision.from_json(json.loads(cast(bytes, existing)))
+            return read_decision(json.loads(cast(bytes, existing)))
         return decision
 
     def complete(

@@ -7,19 +7,30 @@ stream of recent decisions (worker.storage.decision_index) and a list per conver
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio
 
+from worker.engine import Ruleset
 from worker.engine.shadow import ShadowVerdict, describe_difference
 from worker.storage import keys
 from worker.storage.decision_index import parse_entries
+from worker.storage.explanations import RulesetArchive, explain_decision
 from worker.storage.records import DeliveryRecord, parse_record
 
+Rulesets = Callable[[str], Ruleset | None]
+"""The accepted ruleset of a version, or None (`explanations.RulesetArchive.get`)."""
 
-def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
-    """A decision record: the event, every rule's outcome, each action with its outcome
-    and its failed attempts."""
+
+def _none(version: str) -> None:
+    return None
+
+
+def describe_delivery(record: DeliveryRecord, rulesets: Rulesets = _none) -> dict[str, Any]:
+    """A decision record: the event, every rule's outcome (as stored, or worked out again
+    with the ruleset `rulesets` gives for its version: `explained` says which), each action
+    with its outcome and its failed attempts."""
     decision = record.decision
     result: dict[str, Any] = {
         "delivery_id": record.delivery_id,
@@ -30,11 +41,15 @@ def describe_delivery(record: DeliveryRecord) -> dict[str, Any]:
     }
     if decision is None:
         return result
+    outcomes, explained = explain_decision(
+        record, None if decision.decided_at is None else rulesets(decision.ruleset_version)
+    )
     result.update(
         event=decision.event,
         ruleset_version=decision.ruleset_version,
         matched=list(decision.matched_rules),
-        rules=[{"rule": o.rule, "status": o.status, "reason": o.reason} for o in decision.outcomes],
+        explained=explained,
+        rules=[{"rule": o.rule, "status": o.status, "reason": o.reason} for o in outcomes],
         actions=[
             {
                 "rule": a.rule,
@@ -94,11 +109,20 @@ async def recent_decisions(
     for delivery_id in ids:
         pipe.hgetall(keys.delivery(delivery_id))
     hashes = await pipe.execute()
-    return [
-        describe_delivery(parse_record(delivery_id, fields))
+    records = [
+        parse_record(delivery_id, fields)
         for delivery_id, fields in zip(ids, hashes, strict=True)
         if fields
     ]
+    archive = RulesetArchive(client)
+    kept: dict[str, Ruleset | None] = {}
+    for record in records:
+        decision = record.decision
+        if decision is not None and decision.decided_at is not None:
+            version = decision.ruleset_version
+            if version not in kept:
+                kept[version] = await archive.aget(version)
+    return [describe_delivery(record, kept.get) for record in records]
 
 
 def render_verdict(verdict: dict[str, Any]) -> list[str]:

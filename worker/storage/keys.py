@@ -66,6 +66,10 @@ expiry that is not listed as bounded.
                                                                replay or drop: the letter and who
                                                                replayed or dropped it, when, why
     tw:rules                         hash    every process     one: the newest accepted ruleset
+    tw:rules:history                 hash    every process     RULES_HISTORY_LIMIT accepted rulesets
+    tw:rules:history:order           zset    every process     by version (their files), the newest
+                                                               by seq: decisions stored compact are
+                                                               explained on read with their version
 
 Celery's own keys (kombu's Redis transport) are listed too: the queue list and its
 unacknowledged-message bookkeeping, each bounded by the work in flight.
@@ -93,6 +97,7 @@ DEFAULT_DLQ_RETENTION: Final = 90 * 86400
 SHADOW_REPORT_RETENTION: Final = 8 * 86400  # `shadow-report --since` reaches 7 days back
 SHADOW_EXAMPLES: Final = 3  # example items kept per shadow rule, hour and disagreement
 WORKER_HEARTBEAT_TTL: Final = 30
+RULES_HISTORY_LIMIT: Final = 50  # accepted rulesets kept by version (explaining on read)
 
 CELERY_QUEUE: Final = "celery"
 DECISIONS: Final = f"{PREFIX}decisions"
@@ -108,6 +113,8 @@ WAKES: Final = f"{PREFIX}wakes"
 DLQ: Final = f"{PREFIX}dlq"
 DLQ_INDEX: Final = f"{PREFIX}dlq:index"
 RULES: Final = f"{PREFIX}rules"
+RULES_HISTORY: Final = f"{PREFIX}rules:history"
+RULES_HISTORY_ORDER: Final = f"{PREFIX}rules:history:order"
 RATE_PREFIX: Final = f"{PREFIX}rl:"
 WORKER_PREFIX: Final = f"{PREFIX}worker:"
 DLQ_AUDIT_PREFIX: Final = f"{PREFIX}dlq:audit:"
@@ -249,6 +256,22 @@ KEYS: Final = (
     KeySpec(DLQ, "hash", "worker", False, "DLQ_MAX letters, DLQ_RETENTION", exact=True),
     KeySpec(DLQ_INDEX, "zset", "worker", False, "DLQ_MAX letters, DLQ_RETENTION", exact=True),
     KeySpec(RULES, "hash", "every process", False, "one ruleset", exact=True),
+    KeySpec(
+        RULES_HISTORY,
+        "hash",
+        "every process",
+        False,
+        f"RULES_HISTORY_LIMIT ({RULES_HISTORY_LIMIT}) rulesets",
+        exact=True,
+    ),
+    KeySpec(
+        RULES_HISTORY_ORDER,
+        "zset",
+        "every process",
+        False,
+        f"RULES_HISTORY_LIMIT ({RULES_HISTORY_LIMIT}) versions",
+        exact=True,
+    ),
     # kombu's Redis transport (the Celery broker): bounded by the messages in flight.
     KeySpec(CELERY_QUEUE, "list", "broker", False, "messages waiting", exact=True),
     KeySpec("unacked", "hash", "broker", False, "messages being worked on", exact=True),

@@ -7,6 +7,14 @@
                              shadow (JSON: the shadow rules' verdicts, `storage.shadow_log`)
 
 `parse_record` reads the hash; `stored_form` is the decision as it is written.
+
+A decision `evaluate` made is stored compact: what was decided (matched rules, actions with
+their params and skip reasons, the state after, waits started or ended, the ruleset version)
+and `decided_at`, but no rule outcomes. Those are a pure function of the delivery's raw
+event, its `state_before`, `decided_at` and the ruleset of that version, so they are worked
+out again when someone reads the record (`worker.storage.explanations`), not per event.
+Other decisions (a wait coming due, a replay) and records written by older versions keep
+every listening rule's outcome in `outcomes`; both forms read back.
 """
 
 from __future__ import annotations
@@ -14,10 +22,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from operator import attrgetter
+from typing import Any, NoReturn
 
-from worker.engine.decision import Decision
-from worker.engine.model import ConversationState
+from worker.engine.decision import Decision, OutcomesNotStored, WaitChange, wait_changes_json
+from worker.engine.model import ConversationState, PlannedAction
+from worker.engine.ruleset import Ruleset
 from worker.engine.shadow import ShadowVerdict
 from worker.storage.keys import View
 
@@ -66,7 +77,7 @@ def parse_record(delivery_id: str, fields: Mapping[bytes, bytes]) -> DeliveryRec
         received_at=float(_decode(fields.get(b"received_at")) or 0.0),
         dry_run=fields.get(b"dry_run") == b"1",
         conversation=_decode(fields.get(b"conversation")),
-        decision=Decision.from_json(json.loads(decision)) if decision else None,
+        decision=read_decision(json.loads(decision)) if decision else None,
         state_before=ConversationState.from_json(json.loads(before)) if before else None,
         done=done,
         attempts=attempts,
@@ -80,17 +91,95 @@ _NOT_STORED = frozenset({"not_for_event"})
 
 
 def stored_form(decision: Decision) -> dict[str, Any]:
-    """The decision as the delivery keeps it: rules that do not listen to the event are left
-    out (their reason says only that), so a big ruleset does not bloat every record."""
-    return decision.to_json(leave_out=_NOT_STORED)
+    """The decision as the delivery keeps it (see the module docstring): compact when its
+    outcomes can be worked out again; else every rule that listens to the event explained
+    (rules that do not listen are left out: their reason says only that)."""
+    if decision.decided_at is None:
+        return decision.to_json(leave_out=_NOT_STORED)
+    form: dict[str, Any] = json.loads(stored_texts(decision)[0])
+    return form
 
 
-def is_quiet(decision: Decision) -> bool:
-    """No rule listened to the event (every rule is disabled or waits for other events)."""
-    return not decision.actions and all(
-        o.status in ("not_for_event", "disabled", "shadow") for o in decision.outcomes
+def stored_texts(decision: Decision) -> tuple[str, str]:
+    """The stored form as JSON text (what `stored_form` reads back), and the state after
+    as JSON text, encoded once for both."""
+    after = _encode(decision.state_after.to_json())
+    decided_at = decision.decided_at
+    if decided_at is None:
+        return compact(decision.to_json(leave_out=_NOT_STORED)), after
+    data: dict[str, Any] = {
+        "ruleset_version": decision.ruleset_version,
+        "event": decision.event,
+        "conversation_id": decision.conversation_id,
+        "decided_at": decided_at.timestamp(),
+        "matched": decision.matched_rules,
+        "actions": list(map(_action_fields, decision.actions)),  # arrays: rule .. skip_reason
+    }
+    if decision.wait_changes:
+        data["wait_changes"] = wait_changes_json(decision.wait_changes)
+    return _encode(data)[:-1] + ',"state_after":' + after + "}", after
+
+
+_action_fields = attrgetter("rule", "index", "kind", "params", "skip_reason")
+
+
+def read_decision(data: Mapping[str, Any]) -> Decision:
+    """A decision from either stored form. One stored compact has no outcomes: reading them
+    raises OutcomesNotStored (`worker.storage.explanations` works them out again)."""
+    if "outcomes" in data:
+        return Decision.from_json(data)
+    version = data["ruleset_version"]
+
+    def not_stored() -> NoReturn:
+        raise OutcomesNotStored(f"outcomes are explained on read (ruleset {version})")
+
+    return Decision.explained_later(
+        version,
+        data["event"],
+        data.get("conversation_id"),
+        not_stored,
+        tuple(
+            PlannedAction(rule, index, kind, params, skip_reason)
+            for rule, index, kind, params, skip_reason in data["actions"]
+        ),
+        ConversationState.from_json(data["state_after"]),
+        tuple(data["matched"]),
+        tuple(
+            WaitChange(
+                rule=c["rule"],
+                due=None if c.get("due") is None else datetime.fromisoformat(c["due"]),
+                reason=c.get("reason", ""),
+            )
+            for c in data.get("wait_changes", ())
+        ),
+        datetime.fromtimestamp(data["decided_at"], UTC),
     )
 
 
+def is_quiet(decision: Decision, ruleset: Ruleset) -> bool:
+    """No rule listened to the event (every rule is disabled or waits for other events).
+    `ruleset`: the one the decision was made with, when its outcomes are not at hand."""
+    if decision.actions:
+        return False
+    if decision.decided_at is not None:
+        if ruleset.version != decision.ruleset_version:
+            return False  # cannot tell: keep what a quiet record would drop
+        return not ruleset.plan.for_event(decision.event)[1]
+    return all(o.status in ("not_for_event", "disabled", "shadow") for o in decision.outcomes)
+
+
+def _plain(value: object) -> object:
+    """What JSON cannot encode as it is: a mapping other than a dict (action params)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_encode = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, check_circular=False, default=_plain
+).encode
+
+
 def compact(data: object) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    """`data` as compact JSON text (no spaces, non-ASCII kept)."""
+    return _encode(data)
