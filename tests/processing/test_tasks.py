@@ -6,7 +6,7 @@ import pytest
 import redis
 from celery.exceptions import Reject
 
-from worker.processing.processor import DrainReport
+from worker.processing.items import DrainReport
 from worker.processing.tasks import drain
 
 

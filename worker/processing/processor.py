@@ -1,25 +1,18 @@
-"""Drains one conversation's inbox: decide each event once, carry out its actions in order.
+"""Drains a conversation's inbox: decide each event once, in arrival order, and hand what
+it decided to the conversation's lanes (one per destination: `worker.processing.lanes`).
 
-One process at a time drains a conversation (a Redis lock with a token and a TTL, renewed
-while the drain works: `worker.delivery.lease`), so a conversation's events are decided one
-at a time, in arrival order, and its actions happen in that order. Before each action the
-drain checks that it still holds the lock and that its run budget is not spent (then it
-parks the rest, due at once): one drain's work is bounded by the budget plus one action.
-An event is decided when it reaches the head of the inbox: every earlier action of the
-conversation has then completed, so `ticket:` conditions see the state they lead to.
-
-Each action runs at most once to completion (`action_runner`: its outcome is recorded
-atomically with the state it leads to, under the idempotency key delivery:rule#index). An
-action that must wait (rate budget, retry backoff) parks the whole conversation in Redis and
-frees the worker; the parked releaser puts it back on the queue when its time comes.
-
-Besides webhook deliveries, an inbox holds replays (`r...`, worker.processing.failures) and
-waits coming due (`t...`, worker.processing.timer_items): each is decided once (a wait by
-`engine.timers.fire`) and carried out the same way.
-
-A dry run (`DRY_RUN`, or an event accepted under it) decides against its own view of the
-tickets (`tw:dry:state:{conv}`) and never changes what a live run believes. Shadow rules
-decide each item in views of their own, never carried out (`shadow_runner`).
+One drain at a time holds a conversation (a Redis lock with a token, renewed by
+`worker.delivery.lease`), so its events are decided one at a time against the state the
+earlier decisions projected (`ticket:` conditions). Each item (a webhook's delivery, a
+replay `r...`, a wait coming due `t...`) is opened and decided by `worker.processing.items`;
+its decision, the breaker's verdicts on its calls and the hand-over to its lanes leave in
+one round trip with the step to the next item (`worker.storage.drains`). When that step
+leaves the inbox empty, the same drain takes the first lane itself and carries its action
+out at once (`action_runner`: once, under the idempotency key delivery:rule#index); a lane
+that must wait parks alone, so a slow HelpWave never holds the conversation's AwalChat
+actions. A woken drain (`drain_ready`) takes ready lanes and conversations one after
+another until its run budget is spent. Dry runs decide in their own view of the tickets
+and shadow rules in views of their own (`shadow_runner`).
 """
 
 from __future__ import annotations
@@ -29,72 +22,28 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-
-import redis
+from dataclasses import replace
 
 from worker.delivery.breaker import RunawayBreaker, Verdict
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.lease import Lease, LeaseKeeper
 from worker.delivery.parking import ParkingLot
 from worker.delivery.retry import RetryPolicy
-from worker.engine import Ruleset, evaluate
-from worker.engine.decision import Decision
-from worker.engine.envelope import parse_webhook
-from worker.engine.model import ConversationState, Event, Wait
-from worker.engine.timers import fire
-from worker.errors import PayloadError
-from worker.metrics import WorkerMetrics, event_label
+from worker.engine import Ruleset
+from worker.metrics import WorkerMetrics
+from worker.processing import items
 from worker.processing.action_runner import ActionRunner
 from worker.processing.actions import ActionExecutor
+from worker.processing.items import Claimed, Decided, DrainReport
 from worker.processing.lane_fields import destination
 from worker.processing.lanes import Budget, FirstItem, LaneDrainer, LaneLocks, Stop
 from worker.processing.shadow_runner import ShadowRunner
-from worker.processing.timer_items import open_timer, wait_of
 from worker.storage import keys
 from worker.storage.conversations import ConversationStore
-from worker.storage.drains import AGAIN, CONVERSATION, DrainSteps, Head, Taken, head_state
-from worker.storage.records import DeliveryRecord, is_quiet, parse_record
-from worker.storage.timers import TimerItem, is_timer_item
+from worker.storage.drains import AGAIN, CONVERSATION, DrainSteps, Head, Taken
+from worker.storage.records import is_quiet
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DrainReport:
-    """What one drain did: events finished, and when to come back (parked) if at all."""
-
-    processed: int = 0
-    parked_until: float | None = None
-    busy: bool = False
-
-
-@dataclass(frozen=True)
-class _Decided:
-    """An item decided: what the step to the next item writes first (`writes`), the lanes
-    it hands the delivery to, and the new decision with the breaker's verdicts to read
-    from the step's answers (None: it was decided before)."""
-
-    conversation: str
-    quiet: bool = False
-    has_conversation: bool = True
-    writes: redis.client.Pipeline | None = None
-    lanes: str = ""
-    delivery_id: str = ""
-    new: Decision | None = None
-    verdicts: list[tuple[str, Verdict]] = field(default_factory=list)
-    record: DeliveryRecord | None = None
-    event: Event | None = None
-
-
-@dataclass(frozen=True)
-class _Claimed:
-    """A lane the step that left the inbox empty took for this drain."""
-
-    member: str
-    head: Head
-    first: FirstItem | None
 
 
 class ConversationProcessor:
@@ -223,7 +172,7 @@ class ConversationProcessor:
         finally:
             if not released:
                 self._store.release(conversation, token)
-        if isinstance(taken, _Claimed):
+        if isinstance(taken, Claimed):
             _, parked, taken = self._lanes.drain(
                 taken.member,
                 token,
@@ -243,7 +192,7 @@ class ConversationProcessor:
         head: Head,
         budget: Budget,
         next_token: str | None,
-    ) -> tuple[DrainReport, bool, Taken | _Claimed]:
+    ) -> tuple[DrainReport, bool, Taken | Claimed]:
         """Work through the inbox from `head`; return the report, whether the last step
         released the lock (the inbox was left empty), and what it took next."""
         processed = 0
@@ -276,13 +225,13 @@ class ConversationProcessor:
                 first = None
                 if decided.record is not None and decided.event is not None:
                     first = FirstItem(decided.record, decided.event, admitted)
-                return DrainReport(processed), True, _Claimed(member, lane_head, first)
+                return DrainReport(processed), True, Claimed(member, lane_head, first)
             if step.head is None:
                 report = DrainReport(processed)
                 return report, not step.lost, step.taken if step.asked else AGAIN
             head = step.head
 
-    def _settle(self, decided: _Decided, answers: Sequence[object]) -> dict[str, str | None]:
+    def _settle(self, decided: Decided, answers: Sequence[object]) -> dict[str, str | None]:
         """After the step that stored a new decision: the breaker's verdicts on its calls.
         When another drain had decided the item first (a lost lock), its lanes are given the
         item too (a lane finds what it has to do in the stored decision)."""
@@ -298,20 +247,24 @@ class ConversationProcessor:
             key: v(a) for (key, v), a in zip(verdicts, answers[1 : 1 + len(verdicts)], strict=True)
         }
 
-    def _process(self, conversation: str, head: Head) -> _Decided:
+    def _process(self, conversation: str, head: Head) -> Decided:
         """Decide the item (once), record at once what needs no call (skipped actions, a
         dry run's), and say which lanes carry out the rest."""
-        opened = self._open(conversation, head)
+        opened = items.open_item(
+            self._store, conversation, head, dry_run=self._dry_run, metrics=self._metrics
+        )
         if opened is None:
-            return _Decided(conversation)
+            return Decided(conversation)
         record, event, wait = opened
-        state, before_text = self._state_of(conversation, record, head)
+        state, before_text = items.state_of(self._store, conversation, record, head)
         decision = record.decision
         writes = self._store.client.pipeline(transaction=False)
         new = None
         verdicts: list[tuple[str, Verdict]] = []
         if decision is None:
-            new = self._decide(conversation, record, event, wait, state)
+            new = items.decide(
+                self._rules(), conversation, record, event, wait, state, now=self._clock()
+            )
             self._store.store_decision(record, new, state, before_text=before_text, pipe=writes)
             verdicts = self._runner.queue_admissions(writes, record, new, self._clock())
             decision = new
@@ -320,7 +273,7 @@ class ConversationProcessor:
                 decision = self._store.decision_that_holds(new, answers[0])
                 new, verdicts = None, []
             record = replace(record, decision=decision, state_before=state)
-            self._observe(record, event, wait, decision)
+            items.observe(self._metrics, record, event, wait, decision, now=self._clock())
         self._shadows.run(self._rules(), record, event, wait, decision)
         lanes = set()
         for action in decision.actions:
@@ -330,7 +283,7 @@ class ConversationProcessor:
                 self._runner.run(record, event, action, state, None, writes)
             else:
                 lanes.add(destination(action.kind))
-        return _Decided(
+        return Decided(
             conversation,
             quiet=is_quiet(decision, self._rules()),
             has_conversation=event.conversation_id is not None,
@@ -341,91 +294,4 @@ class ConversationProcessor:
             verdicts=verdicts,
             record=record,
             event=event,
-        )
-
-    def _state_of(
-        self, conversation: str, record: DeliveryRecord, head: Head
-    ) -> tuple[ConversationState, bytes | None]:
-        """The conversation's state in the record's view, as the step that opened the head
-        read it (a timer item's own view may differ from the worker's), and its text as
-        read (None: read elsewhere, or there was none)."""
-        read_view = TimerItem.parse(head.item).view if is_timer_item(head.item) else record.view
-        if read_view != record.view:
-            return self._store.state(conversation, record.view), None
-        return head_state(head) or ConversationState(), head.state
-
-    def _open(
-        self, conversation: str, head: Head
-    ) -> tuple[DeliveryRecord, Event, Wait | None] | None:
-        """The item's record, its event, and the wait it carries out (timer items); None
-        when there is nothing to do."""
-        wait = None
-        item = head.item
-        if is_timer_item(item):
-            opened = open_timer(self._store, conversation, item, head_state(head))
-            if isinstance(opened, str):  # superseded, or its conversation is gone
-                self._metrics.timers.labels(outcome=opened).inc()
-                log.info("wait %s", opened, extra={"conversation": conversation, "item": item})
-                return None
-            record, wait = opened, wait_of(opened)
-        else:
-            if not head.fields:
-                log.error("delivery record missing", extra={"delivery_id": item})
-                return None
-            record = parse_record(item, head.fields)
-        if self._dry_run and not record.dry_run:
-            record = replace(record, dry_run=True)
-        try:
-            event = parse_webhook(record.raw)
-        except PayloadError:
-            event = None
-        if not isinstance(event, Event):
-            log.error("stored delivery is not an event", extra={"delivery_id": item})
-            return None
-        return record, event, wait
-
-    def _decide(
-        self,
-        conversation: str,
-        record: DeliveryRecord,
-        event: Event,
-        wait: Wait | None,
-        state: ConversationState,
-    ) -> Decision:
-        if wait is not None:
-            now = datetime.fromtimestamp(self._clock(), UTC)
-            return fire(self._rules(), conversation, wait.rule, wait.due, state, now=now)
-        now = datetime.fromtimestamp(record.received_at or self._clock(), UTC)
-        return evaluate(self._rules(), event, state, now=now)
-
-    def _observe(
-        self, record: DeliveryRecord, event: Event, wait: Wait | None, decision: Decision
-    ) -> None:
-        """Count and log a decision just stored."""
-        if wait is None:
-            self._metrics.events.labels(event=event_label(event.name)).inc()
-        else:
-            outcome = decision.outcomes[0].status if decision.outcomes else "due"
-            self._metrics.timers.labels(outcome=outcome).inc()
-            if outcome == "due":
-                self._metrics.timer_lateness.observe(max(0.0, self._clock() - wait.due.timestamp()))
-        for change in decision.wait_changes:
-            self._metrics.timers.labels(
-                outcome="scheduled" if change.due is not None else "cancelled"
-            ).inc()
-        for rule in decision.matched_rules:
-            self._metrics.rule_matches.labels(rule=rule).inc()
-        log.info(
-            "event decided" if wait is None else "wait came due",
-            extra={
-                "delivery_id": record.delivery_id,
-                "conversation": record.conversation,
-                "event": event.name,
-                "matched": list(decision.matched_rules),
-                "actions": [a.kind for a in decision.actions if a.skip_reason is None],
-                "waits": [c.reason for c in decision.wait_changes],
-                "ruleset_version": decision.ruleset_version,
-                "dry_run": record.dry_run,
-                **({"rule": wait.rule, "due": wait.due.isoformat()} if wait else {}),
-            },
         )

@@ -20,7 +20,7 @@ import redis
 from celery import Celery
 from celery.exceptions import Reject
 
-from worker.processing.processor import DrainReport
+from worker.processing.items import DrainReport
 from worker.storage.wire import DRAIN_READY_TASK, DRAIN_TASK
 
 log = logging.getLogger(__name__)
