@@ -7,27 +7,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from worker.engine.timing import span
+
 
 def when(seconds: float | None) -> str:
     """A Unix time as `2025-01-02 03:04:05 UTC`; "" for none."""
     if not seconds:
         return ""
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
-
-
-def span(seconds: float) -> str:
-    """A duration: 2d3h, 3h5m, 4m10s, 12s."""
-    total = int(abs(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
 
 
 def relative(seconds: float | None) -> str:

@@ -157,3 +157,18 @@ def _span(node: CommentedMap, source: Source) -> tuple[int, int] | None:
         )
         return None
     return minutes[0] % 1440, minutes[1]
+
+
+def span(seconds: float) -> str:
+    """A duration as people read it: 2d3h, 3h5m, 4m10s, 12s (its sign dropped)."""
+    total = int(abs(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes}m"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

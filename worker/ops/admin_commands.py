@@ -17,6 +17,7 @@ import httpx
 import redis
 
 from worker.delivery.dlq import DeadLetterQueue
+from worker.engine.timing import span
 from worker.errors import ConfigError
 from worker.ops.embedded_redis import STATE_DIR, known_url
 from worker.ops.supervisor import SECRET_FILE, known_receiver
@@ -161,21 +162,6 @@ def _timers(args: argparse.Namespace, settings: Settings) -> int:
             f"conversation {pending.conversation}  {wait.rule}{flags}"
         )
     return 0
-
-
-def span(seconds: float) -> str:
-    """A duration as people read it: 2d3h, 3h5m, 4m10s, 12s."""
-    total = int(seconds)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
 
 
 def add_commands(add: AddCommand) -> None:
