@@ -43,7 +43,9 @@ local function open_lane(member)
   return {item, redis.call('HGETALL', A[4] .. item), redis.call('GET', A[5] .. conv) or ''}
 end
 local function wakes() return tonumber(redis.call('GET', KEYS[3]) or '0') end
+-- (A[8] is '' for a step the caller knows cannot wake anyone: never pushed then)
 local function wake_if_ready()
+  if A[8] == '' then return end
   if redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[5]) > 0 and wakes() == 0 then
     redis.call('INCR', KEYS[3])
     redis.call('EXPIRE', KEYS[3], A[9])

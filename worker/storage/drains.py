@@ -143,7 +143,10 @@ class DrainSteps:
         self._take_ready = client.register_script(scripts.TAKE_READY)
         self._nudge = client.register_script(scripts.NUDGE)
 
-    def _common(self, token: str, ttl_ms: int, now: float) -> list[str | int]:
+    def _common(self, token: str, ttl_ms: int, now: float, *, wake: bool) -> list[str | int]:
+        """The arguments every script takes; a wake message (a fresh Celery message) only
+        for a step that may queue one (`wake`): building it is not free, and most steps
+        never do."""
         return [
             token,
             ttl_ms,
@@ -152,7 +155,7 @@ class DrainSteps:
             keys.state("", "live"),
             keys.state("", "dry"),
             "1" if self._dry_run else "0",
-            wake_message(),
+            wake_message() if wake else "",
             keys.WAKES_TTL,
             keys.lock(""),
             keys.inbox(""),
@@ -173,7 +176,7 @@ class DrainSteps:
     def begin(self, conversation: str, token: str, *, ttl_ms: int, now: float) -> Head | bool:
         """Take the conversation's lock and open its first item: the Head; True when the
         inbox is empty (nothing taken); False when another drain holds the lock."""
-        args = [*self._common(token, ttl_ms, now), conversation]
+        args = [*self._common(token, ttl_ms, now, wake=False), conversation]
         reply = self._begin(keys=self._KEYS, args=args)
         if reply is None:
             return False
@@ -181,7 +184,7 @@ class DrainSteps:
 
     def begin_lane(self, member: str, token: str, *, ttl_ms: int, now: float) -> Head | None:
         """Take a lane's lock and open its head; None when it is held or empty."""
-        args = [*self._common(token, ttl_ms, now), member]
+        args = [*self._common(token, ttl_ms, now, wake=False), member]
         reply = self._begin_lane(keys=self._KEYS, args=args)
         return _head(reply) if reply else None
 
@@ -189,7 +192,8 @@ class DrainSteps:
         """Take a ready conversation and open its head (see `Taken`). `woken`: the drain's
         first call (it used up one wake message)."""
         reply = self._take_ready(
-            keys=self._KEYS, args=[*self._common(token, ttl_ms, now), "1" if woken else "0"]
+            keys=self._KEYS,
+            args=[*self._common(token, ttl_ms, now, wake=True), "1" if woken else "0"],
         )
         return _taken(reply)
 
@@ -215,7 +219,7 @@ class DrainSteps:
         first (the decision, the item's outcomes), sent together."""
         script_keys = [*self._KEYS, keys.delivery(item)]
         args = [
-            *self._common(token, ttl_ms, now),
+            *self._common(token, ttl_ms, now, wake=bool(lanes or next_token)),
             conversation,
             item,
             "" if record_ttl is None else str(record_ttl),
@@ -243,7 +247,8 @@ class DrainSteps:
     ) -> Advanced:
         """Finish the lane's head `delivery_id` and open the next one (`head`), or let the
         lane go and, with `next_token`, take the next ready work. `after` as for `advance`."""
-        args = [*self._common(token, ttl_ms, now), member, delivery_id, next_token or ""]
+        common = self._common(token, ttl_ms, now, wake=bool(next_token))
+        args = [*common, member, delivery_id, next_token or ""]
         if after is None:
             return _advanced(self._lane_advance(keys=self._KEYS, args=args))
         self._lane_advance(keys=self._KEYS, args=args, client=after)
