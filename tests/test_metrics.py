@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 from prometheus_client import generate_latest
 
-from worker.metrics import WorkerMetrics
+from worker.metrics import SharedStateCollector, WorkerMetrics
 
 
 def test_the_gauges_show_the_backlog_queue_parked_dead_letters_and_waits() -> None:
@@ -17,12 +17,14 @@ def test_the_gauges_show_the_backlog_queue_parked_dead_letters_and_waits() -> No
     client.zadd("tw:timers", {"l123456" + "7": 2.0, "l654321" + "7": 3.0})
     metrics = WorkerMetrics()
     metrics.watch(
-        client,
-        queue="celery",
-        parked="tw:parked",
-        dlq="tw:dlq",
-        timers="tw:timers",
-        ready="tw:ready",
+        SharedStateCollector(
+            client,
+            queue="celery",
+            parked="tw:parked",
+            dlq="tw:dlq",
+            timers="tw:timers",
+            ready="tw:ready",
+        )
     )
     text = generate_latest(metrics.registry).decode()
     for line in (

@@ -224,29 +224,9 @@ class WorkerMetrics:
         self.rules_version.clear()
         self.rules_version.labels(version=version).set(1)
 
-    def watch(
-        self,
-        client: redis.Redis,
-        *,
-        queue: str,
-        parked: str,
-        dlq: str,
-        timers: str,
-        ready: str,
-        parked_lanes: str | None = None,
-    ) -> None:
-        """Add the shared-state gauges read from `client`."""
-        self.registry.register(
-            SharedStateCollector(
-                client,
-                queue=queue,
-                parked=parked,
-                dlq=dlq,
-                timers=timers,
-                ready=ready,
-                parked_lanes=parked_lanes,
-            )
-        )
+    def watch(self, gauges: SharedStateCollector) -> None:
+        """Add the shared-state gauges (read from Redis at each scrape)."""
+        self.registry.register(gauges)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> None:
         """Serve /metrics on `port` in a daemon thread."""

@@ -38,7 +38,7 @@ from worker.helpdesks.awalchat import AwalChatClient
 from worker.helpdesks.helpwave import HelpWaveClient
 from worker.helpdesks.http import new_http_client
 from worker.live_rules import REFRESH_INTERVAL
-from worker.metrics import WorkerMetrics
+from worker.metrics import SharedStateCollector, WorkerMetrics
 from worker.processing.actions import ActionExecutor
 from worker.processing.lanes import LaneLocks
 from worker.processing.processor import ConversationProcessor
@@ -221,13 +221,15 @@ class WorkerProcess:
         if not port:
             return
         self.metrics.watch(
-            self.redis,
-            queue=keys.CELERY_QUEUE,
-            parked=self.parking.key,
-            dlq=self.dead_letters.entries_key,
-            timers=keys.TIMERS,
-            ready=keys.READY,
-            parked_lanes=keys.PARKED_LANES,
+            SharedStateCollector(
+                self.redis,
+                queue=keys.CELERY_QUEUE,
+                parked=self.parking.key,
+                dlq=self.dead_letters.entries_key,
+                timers=keys.TIMERS,
+                ready=keys.READY,
+                parked_lanes=keys.PARKED_LANES,
+            )
         )
         try:
             self.metrics.serve(port)
