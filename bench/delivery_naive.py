@@ -17,9 +17,9 @@ from typing import Any
 
 from celery import Celery, Task
 
+from bench.baselines import CELERY_SETTINGS, plain_awalchat_client
 from worker.errors import HelpdeskUnavailableError, RateLimitedError
 from worker.helpdesks.awalchat import AwalChatClient
-from worker.helpdesks.http import new_http_client
 from worker.settings import Settings
 
 # Per worker process (Celery cannot share it): bench.delivery runs it at the whole budget
@@ -29,30 +29,13 @@ TASK = "bench.delivery_naive.open_ticket"
 
 settings = Settings()
 app = Celery("delivery_naive", broker=settings.redis_url or "redis://127.0.0.1:6379/0")
-app.conf.update(
-    task_acks_late=True,
-    worker_prefetch_multiplier=1,
-    task_serializer="json",
-    accept_content=["json"],
-    task_ignore_result=True,
-    broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
-)
+app.conf.update(CELERY_SETTINGS)
 
 
 @functools.cache
 def client() -> AwalChatClient:
     """One AwalChat client per worker process (plain httpx, no shared budget)."""
-    assert settings.awalchat_hmac_secret
-    assert settings.awalchat_client_id
-    assert settings.awalchat_domain
-    return AwalChatClient(
-        new_http_client(timeout_seconds=settings.http_timeout_seconds),
-        base_url=settings.awalchat_base_url,
-        hmac_secret=settings.awalchat_hmac_secret.get_secret_value(),
-        client_id=settings.awalchat_client_id,
-        domain=settings.awalchat_domain,
-    )
+    return plain_awalchat_client(settings)
 
 
 @app.task(name=TASK, bind=True, rate_limit=RATE_LIMIT, max_retries=None, ignore_result=True)

@@ -23,13 +23,12 @@ from pathlib import Path
 import redis
 from celery import Celery
 
+from bench.baselines import CELERY_SETTINGS, plain_awalchat_client
 from worker.engine import Ruleset
 from worker.engine.envelope import parse_webhook
 from worker.engine.evaluate import evaluate
 from worker.engine.loader import load_ruleset
 from worker.engine.model import ConversationState, Event
-from worker.helpdesks.awalchat import AwalChatClient
-from worker.helpdesks.http import new_http_client
 from worker.processing.actions import ActionExecutor
 from worker.settings import Settings
 
@@ -42,13 +41,7 @@ def make_app(broker: str) -> Celery:
     """The baselines' Celery app on `broker`, configured as ours."""
     app = Celery("e2e_plain", broker=broker)
     app.conf.update(
-        task_acks_late=True,
-        worker_prefetch_multiplier=1,
-        task_serializer="json",
-        accept_content=["json"],
-        task_ignore_result=True,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
+        **CELERY_SETTINGS,
         worker_send_task_events=False,
         worker_enable_remote_control=False,
     )
@@ -75,18 +68,10 @@ def ruleset() -> Ruleset:
 @functools.cache
 def executor() -> ActionExecutor:
     s = settings()
-    assert s.awalchat_hmac_secret
-    assert s.awalchat_client_id
-    assert s.awalchat_domain
-    awalchat = AwalChatClient(
-        new_http_client(timeout_seconds=s.http_timeout_seconds),
-        base_url=s.awalchat_base_url,
-        hmac_secret=s.awalchat_hmac_secret.get_secret_value(),
-        client_id=s.awalchat_client_id,
-        domain=s.awalchat_domain,
-    )
     return ActionExecutor(
-        awalchat=awalchat, helpwave=None, default_phone_number_id=s.awalchat_phone_number_id
+        awalchat=plain_awalchat_client(s),
+        helpwave=None,
+        default_phone_number_id=s.awalchat_phone_number_id,
     )
 
 

@@ -14,8 +14,8 @@ import functools
 
 from celery import Celery
 
+from bench.baselines import CELERY_SETTINGS, plain_awalchat_client
 from worker.helpdesks.awalchat import AwalChatClient
-from worker.helpdesks.http import new_http_client
 from worker.settings import Settings
 
 TASK = "bench.timers_celery.close"
@@ -25,13 +25,7 @@ def make_app(broker: str) -> Celery:
     """The baseline's Celery app on `broker`."""
     app = Celery("timers_celery", broker=broker)
     app.conf.update(
-        task_acks_late=True,
-        worker_prefetch_multiplier=1,
-        task_serializer="json",
-        accept_content=["json"],
-        task_ignore_result=True,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
+        **CELERY_SETTINGS,
         broker_transport_options={"visibility_timeout": 7200},
     )
     app.task(name=TASK, ignore_result=True)(close)
@@ -46,17 +40,7 @@ def settings() -> Settings:
 @functools.cache
 def client() -> AwalChatClient:
     """One AwalChat client per worker process, as ours."""
-    s = settings()
-    assert s.awalchat_hmac_secret
-    assert s.awalchat_client_id
-    assert s.awalchat_domain
-    return AwalChatClient(
-        new_http_client(timeout_seconds=s.http_timeout_seconds),
-        base_url=s.awalchat_base_url,
-        hmac_secret=s.awalchat_hmac_secret.get_secret_value(),
-        client_id=s.awalchat_client_id,
-        domain=s.awalchat_domain,
-    )
+    return plain_awalchat_client(settings())
 
 
 def close(conversation: str) -> None:
