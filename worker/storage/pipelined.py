@@ -1,0 +1,42 @@
+"""Lua scripts that cost no extra round trip when queued on a pipeline.
+
+redis-py's `Script` queued on a pipeline makes the pipeline ask `SCRIPT EXISTS` (and load
+what is missing) in a round trip of its own before every `execute`: the drain's steps, whose
+whole point is one round trip each, paid two. A script registered here is queued as `EVAL`
+with its text instead: the server hashes the text and runs its cached compiled script, so
+the pipeline stays one round trip, and a Redis that restarted empty or a replica promoted
+by a failover (whose script cache is empty) runs it all the same, with no NOSCRIPT to
+recover from halfway through a pipeline. Called on its own (no pipeline) it is redis-py's
+`EVALSHA`, re-loaded on NOSCRIPT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+from redis.typing import EncodableT, KeyT
+
+
+class PipelinedScript(Script):
+    """A `Script` sent as EVAL (one round trip) when queued on a pipeline."""
+
+    def __call__(
+        self,
+        keys: Sequence[KeyT] | None = None,
+        args: Iterable[EncodableT] | None = None,
+        client: Any = None,
+    ) -> Any:
+        if isinstance(client, redis.client.Pipeline):
+            names = list(keys or [])
+            return client.execute_command(  # type: ignore[no-untyped-call]
+                "EVAL", self.script, len(names), *names, *(args or [])
+            )
+        return super().__call__(keys, args, client)
+
+
+def register_script(client: redis.Redis, text: str) -> PipelinedScript:
+    """`client.register_script(text)`, one round trip on a pipeline too."""
+    return PipelinedScript(client, text)
