@@ -3,10 +3,11 @@ a Redis whose script cache is empty (restarted, or a replica just promoted)."""
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from tests.helpers_redis import RedisServer
-from worker.storage.pipelined import register_script
+from worker.storage.pipelined import compact, register_script
 
 INCR_BY = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 
@@ -41,3 +42,10 @@ def test_a_pipelined_script_runs_after_the_cache_was_emptied(
     assert pipe.execute() == [2]
     redis_client.script_flush()
     assert script(keys=["counter"], args=[1]) == 3  # on its own: re-loaded
+
+
+def test_compact_drops_comment_lines_and_indentation_only() -> None:
+    text = "-- what it does\nlocal x = 1  -- kept\n\n  if x then\n    return 'a -- b'\n  end\n"
+    assert compact(text) == "local x = 1  -- kept\nif x then\nreturn 'a -- b'\nend"
+    with pytest.raises(ValueError, match="long string"):
+        compact("return [[\n-- text\n]]")

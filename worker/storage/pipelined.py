@@ -23,6 +23,10 @@ from redis.typing import EncodableT, KeyT
 class PipelinedScript(Script):
     """A `Script` sent as EVAL (one round trip) when queued on a pipeline."""
 
+    def __init__(self, client: redis.Redis, text: str) -> None:
+        super().__init__(client, text)
+        self._text = text.encode()  # sent with every EVAL: encoded once
+
     def __call__(
         self,
         keys: Sequence[KeyT] | None = None,
@@ -32,11 +36,21 @@ class PipelinedScript(Script):
         if isinstance(client, redis.client.Pipeline):
             names = list(keys or [])
             return client.execute_command(  # type: ignore[no-untyped-call]
-                "EVAL", self.script, len(names), *names, *(args or [])
+                "EVAL", self._text, len(names), *names, *(args or [])
             )
         return super().__call__(keys, args, client)
 
 
 def register_script(client: redis.Redis, text: str) -> PipelinedScript:
-    """`client.register_script(text)`, one round trip on a pipeline too."""
-    return PipelinedScript(client, text)
+    """`client.register_script(text)`, one round trip on a pipeline too. The text is sent
+    without its comment lines and indentation (`compact`)."""
+    return PipelinedScript(client, compact(text))
+
+
+def compact(text: str) -> str:
+    """The Lua `text` without indentation, blank lines and whole-line `--` comments (our
+    scripts hold no multi-line strings or block comments, which this would break)."""
+    if "[[" in text:
+        raise ValueError("a Lua long string or block comment: compact() would change it")
+    lines = (line.strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("--"))
