@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from worker.delivery.dlq import DeadLetterQueue
-from worker.delivery.gate import RateGate
+from worker.delivery.gate import Observations, RateGate
 from worker.delivery.parking import ParkingLot
 from worker.delivery.ratelimit import RateLimiter, parse_rate
 from worker.delivery.retry import RetryPolicy
@@ -146,11 +147,18 @@ def build(
     provider = Provider()
     clock = Clock()
     limiter = RateLimiter(client)
+    observations = Observations(client)  # as the worker's: lessons go with the next step
     if rate is not None:
         limiter.configure("awalchat:shop", parse_rate(rate))
 
     def http(destination: str) -> httpx.Client:
-        gate = RateGate(limiter, lambda _r: destination, clock=clock, sleep=lambda _s: None)
+        gate = RateGate(
+            limiter,
+            lambda _r: destination,
+            clock=clock,
+            sleep=lambda _s: None,
+            observations=observations,
+        )
         return gate.install(httpx.Client(transport=httpx.MockTransport(provider), timeout=5))
 
     store = ConversationStore(client, retention=retention, clock=clock)
@@ -180,6 +188,7 @@ def build(
         clock=clock,
         rng=random.Random(1),
         run_budget=run_budget,
+        observations=observations,
     )
     return World(client, server, provider, clock, processor, parking, dlq, store, limiter)
 
@@ -260,6 +269,32 @@ def test_a_429_pauses_the_destination_for_retry_after(world: World) -> None:
     assert report.parked_until is not None
     assert report.parked_until >= world.clock.now + 30
     assert world.limiter.paused_until("awalchat:shop") is not None
+
+
+def limited(code: int, remaining: int) -> Handler:
+    headers = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": str(remaining)}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        reply = ok(request) if code == 200 else httpx.Response(code, json={"error": "x"})
+        reply.headers.update({**headers, "X-RateLimit-Reset": str(int(time.time()) + 60)})
+        return reply
+
+    return answer
+
+
+@pytest.mark.parametrize("code", [200, 404, 500])
+def test_what_an_answer_teaches_the_budget_is_never_left_behind(world: World, code: int) -> None:
+    """The lesson of an ordinary answer goes with the outcome's step (or at once when the
+    call failed): after the drain the shared budget knows the provider's counter. The
+    answer is the drain's last call's (the HelpWave ticket create): no later call of the
+    thread can have carried its lesson."""
+    world.provider.answers = [ok, ok, limited(code, remaining=41)]
+    world.accept(5, "help")
+    world.processor.drain("5")
+    assert world.provider.routes()[-1] == "/api/v1/tickets"
+    budget = world.redis.hgetall(world.limiter.key("helpwave:hw"))
+    assert budget[b"limit"] == b"50"
+    assert int(budget[b"left"]) <= 41
 
 
 def test_a_refused_action_is_dead_lettered_and_a_replay_acts_once(world: World) -> None:
