@@ -30,7 +30,6 @@ from worker.delivery.ratelimit import RateLimiter
 from worker.errors import ThrottledError
 from worker.helpdesks.http import parse_retry_after, rate_limit_info
 
-
 Lesson = Callable[[redis.client.Pipeline], None]
 
 
