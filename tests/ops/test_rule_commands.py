@@ -9,17 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from worker.ops.cli import main
+from tests.ops.support import run
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
 WEBHOOKS = ROOT / "tests" / "fixtures" / "webhooks"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_explain_lists_every_rule_and_the_first_failing_condition(

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import fakeredis
 import httpx
 import pytest
 
+from tests.samples import TOGGLE_RULES, message_received
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.gate import RateGate
 from worker.delivery.parking import ParkingLot
@@ -109,16 +110,7 @@ class World:
     limiter: RateLimiter
 
     def accept(self, conversation: int, body: str, *, dry_run: bool = False) -> str:
-        return self.accept_raw(
-            json.dumps(
-                {
-                    "event": "message.received",
-                    "timestamp": "2026-11-27T10:00:00Z",
-                    "data": {"conversation_id": conversation, "from": "966500000001", "body": body},
-                }
-            ).encode(),
-            dry_run=dry_run,
-        )
+        return self.accept_raw(message_received(conversation, body), dry_run=dry_run)
 
     def accept_raw(self, raw: bytes, *, dry_run: bool = False) -> str:
         event = parse_webhook(raw)
@@ -139,8 +131,9 @@ def build(
     *,
     retention: int = DEFAULT_STATE_RETENTION,
     run_budget: float = 20.0,
-    rules: str = RULES,
+    rules: str | Mapping[str, str] = RULES,
 ) -> World:
+    """A world whose processor decides by `rules`: one file's text, or file name -> text."""
     server = fakeredis.FakeServer()
     client = fakeredis.FakeRedis(server=server)
     provider = Provider()
@@ -168,7 +161,7 @@ def build(
         helpwave=HelpWaveClient(http("helpwave:hw"), base_url="http://helpwave.test", api_key="k"),
         default_phone_number_id="100",
     )
-    ruleset = load_ruleset_from_texts({"rules.yaml": rules})
+    ruleset = load_ruleset_from_texts({"rules.yaml": rules} if isinstance(rules, str) else rules)
     processor = ConversationProcessor(
         store=store,
         rules=lambda: ruleset,
@@ -432,22 +425,8 @@ def test_worker_metrics_label_unknown_event_names_other(world: World) -> None:
     assert samples == {"message.received": 1.0, "other": 2.0}
 
 
-TOGGLE = """
-version: 1
-rules:
-  - name: open-when-closed
-    on: message.received
-    when: {ticket: closed}
-    then: [open_ticket]
-  - name: close-when-open
-    on: message.received
-    when: {ticket: open}
-    then: [close_ticket]
-"""
-
-
 def test_two_rules_toggling_a_ticket_forever_are_stopped_by_the_breaker() -> None:
-    world = build(rules=TOGGLE)
+    world = build(rules=TOGGLE_RULES)
     for n in range(10):  # a sender repeating the event with new bytes
         world.accept(18, f"again {n}")
     world.processor.drain("18")
