@@ -3,7 +3,7 @@ views, never carried out, recorded on the delivery and counted for the report.""
 
 from __future__ import annotations
 
-from tests.processing.test_processor import build
+from tests.processing.support import build
 from tests.samples import SHADOW_RULES, TOGGLE_RULES
 from worker.storage import keys
 from worker.storage.decision_log import describe_delivery, render_delivery
