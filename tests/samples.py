@@ -6,6 +6,36 @@ from __future__ import annotations
 
 import json
 
+OPEN_RULE = """\
+version: 1
+rules:
+  - name: {name}
+    on: message.received
+    then: [open_ticket]
+"""
+"""A rule file of one rule that opens the ticket on every message (`.format(name=...)` names
+it); its `then:` stands on line 5."""
+
+OPEN_WHEN_CLOSED_RULE = """\
+version: 1
+rules:
+  - name: {name}
+    on: message.received
+    when: {{ticket: closed}}
+    then: [open_ticket]
+"""
+"""`OPEN_RULE` acting only while the ticket is closed; its `then:` stands on line 6."""
+
+HELPWAVE_RULE = """\
+version: 1
+rules:
+  - name: {name}
+    on: message.received
+    then:
+      - helpwave.create_ticket: {{name: "WhatsApp {{{{ data.from }}}}"}}
+"""
+"""A rule file of one rule that needs HELPWAVE_API_KEY (`.format(name=...)` names it)."""
+
 SHADOW_RULES = """\
 version: 1
 limits: {tickets_per_conversation: 5/10m}

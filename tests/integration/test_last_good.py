@@ -20,29 +20,14 @@ import redis
 from tests.fakes.server import FakeProvidersServer
 from tests.helpers_redis import RedisServer, free_port
 from tests.integration.harness import REPO_ROOT, Deployment
+from tests.samples import HELPWAVE_RULE, OPEN_WHEN_CLOSED_RULE
 from worker.live_rules import RuleSource
 from worker.ops.embedded_redis import EmbeddedRedis
 from worker.storage.records import read_decision
 
 pytestmark = pytest.mark.integration
 
-OPEN_RULE = """\
-version: 1
-rules:
-  - name: {name}
-    on: message.received
-    when: {{ticket: closed}}
-    then: [open_ticket]
-"""
-BROKEN_RULE = OPEN_RULE.format(name="broken").replace("then:", "thenn:")  # rules.yaml:6:5
-HELPWAVE_RULE = """\
-version: 1
-rules:
-  - name: {name}
-    on: message.received
-    then:
-      - helpwave.create_ticket: {{name: "WhatsApp {{{{ data.from }}}}"}}
-"""
+BROKEN_RULE = OPEN_WHEN_CLOSED_RULE.format(name="broken").replace("then:", "thenn:")  # at 6:5
 
 
 def message(conversation: int) -> bytes:
@@ -99,9 +84,9 @@ def test_after_redis_comes_back_empty_an_edit_reaches_every_process(
     fake_providers: FakeProvidersServer,
     tmp_path: Path,
 ) -> None:
-    here = rules_folder(tmp_path / "here", OPEN_RULE.format(name="version-one"))
+    here = rules_folder(tmp_path / "here", OPEN_WHEN_CLOSED_RULE.format(name="version-one"))
     # Another machine's copy of the same files: it learns of edits only through Redis.
-    there = rules_folder(tmp_path / "there", OPEN_RULE.format(name="version-one"))
+    there = rules_folder(tmp_path / "there", OPEN_WHEN_CLOSED_RULE.format(name="version-one"))
     env = fake_providers.env()
     with (
         Deployment(redis_server.url, env=env, rules=here, workers=1) as local,
@@ -112,7 +97,7 @@ def test_after_redis_comes_back_empty_an_edit_reaches_every_process(
         redis_server.restart()  # back at once, but empty
         for dep in (local, remote):
             dep.wait_for(partial(is_ready, dep), what="ready again")
-        save(here, OPEN_RULE.format(name="version-two"))
+        save(here, OPEN_WHEN_CLOSED_RULE.format(name="version-two"))
         time.sleep(5)  # the contract: in effect within 5 s in every worker process
 
         local.kill_worker(0)  # only the worker reading the other machine's copy decides now
@@ -127,7 +112,7 @@ def test_a_process_started_while_the_rule_files_are_broken_runs_the_last_good_ve
     fake_providers: FakeProvidersServer,
     tmp_path: Path,
 ) -> None:
-    rules = rules_folder(tmp_path / "rules", OPEN_RULE.format(name="version-one"))
+    rules = rules_folder(tmp_path / "rules", OPEN_WHEN_CLOSED_RULE.format(name="version-one"))
     env = fake_providers.env()
     with Deployment(redis_server.url, env=env, rules=rules, workers=1) as dep:
         assert rules_that_decided(redis_client, dep, [message(9201)]) == {"version-one"}
@@ -163,7 +148,7 @@ def test_a_reload_that_needs_an_unset_credential_is_refused_naming_it(
     tmp_path: Path,
 ) -> None:
     env = {k: v for k, v in fake_providers.env().items() if k != "HELPWAVE_API_KEY"}
-    rules = rules_folder(tmp_path / "rules", OPEN_RULE.format(name="version-one"))
+    rules = rules_folder(tmp_path / "rules", OPEN_WHEN_CLOSED_RULE.format(name="version-one"))
     with Deployment(redis_server.url, env=env, rules=rules, workers=1) as dep:
         assert rules_that_decided(redis_client, dep, [message(9301)]) == {"version-one"}
         save(rules, HELPWAVE_RULE.format(name="version-two"))
@@ -178,7 +163,7 @@ def test_a_reload_that_needs_an_unset_credential_is_refused_naming_it(
 def test_up_with_broken_rule_files_runs_the_version_its_embedded_redis_holds(
     tmp_path: Path,
 ) -> None:
-    rules = rules_folder(tmp_path / "rules", OPEN_RULE.format(name="version-one"))
+    rules = rules_folder(tmp_path / "rules", OPEN_WHEN_CLOSED_RULE.format(name="version-one"))
     embedded = EmbeddedRedis(tmp_path / ".ticket-worker")  # where `up` keeps its Redis
     embedded.start()
     client = redis.Redis.from_url(embedded.url)
