@@ -17,9 +17,8 @@ import redis
 
 from tests.fakes.server import FakeProvidersServer
 from tests.helpers_redis import RedisServer, free_port, silent_server
-from tests.integration.harness import Deployment
+from tests.integration.harness import Deployment, deciding_rules
 from tests.samples import OPEN_WHEN_CLOSED_RULE
-from worker.storage.records import read_decision
 
 pytestmark = pytest.mark.integration
 
@@ -114,21 +113,6 @@ def test_redis_hanging_mid_run_gives_503_quickly_and_everything_recovers_when_it
         dep.wait_for(lambda: "7203" in opened(fake_providers), timeout=60, what="acted on")
 
 
-def _decided_by(client: redis.Redis, delivery_id: str) -> str | None:
-    """The rule that matched the delivery's stored decision ("" for none; None: not decided)."""
-    raw = client.hget(f"tw:delivery:{delivery_id}", "decision")
-    if raw is None:
-        return None
-    matched = read_decision(json.loads(raw)).matched_rules
-    return matched[0] if matched else ""
-
-
-def _rules_of(client: redis.Redis, dep: Deployment, ids: list[str]) -> set[str | None]:
-    """Wait until every delivery is decided; the set of rules that decided them."""
-    dep.wait_for(lambda: all(_decided_by(client, d) is not None for d in ids), what="decided")
-    return {_decided_by(client, d) for d in ids}
-
-
 def test_an_edited_rule_file_takes_over_and_a_broken_one_is_refused(
     redis_server: RedisServer,
     redis_client: redis.Redis,
@@ -139,14 +123,14 @@ def test_an_edited_rule_file_takes_over_and_a_broken_one_is_refused(
     rules.write_text(OPEN_WHEN_CLOSED_RULE.format(name="version-one"))
     with Deployment(redis_server.url, env=fake_providers.env(), rules=tmp_path, workers=2) as dep:
         first = dep.post(message(8001)).json()["delivery_id"]
-        assert _rules_of(redis_client, dep, [first]) == {"version-one"}
+        assert deciding_rules(redis_client, dep, [first]) == {"version-one"}
 
         replacement = tmp_path / ".rules.yaml.new"
         replacement.write_text(OPEN_WHEN_CLOSED_RULE.format(name="version-two"))
         replacement.replace(rules)  # saved the way editors save: renamed over the old file
         time.sleep(5)  # the contract: in effect within 5 s in every worker
         second = [dep.post(message(8100 + i)).json()["delivery_id"] for i in range(6)]
-        assert _rules_of(redis_client, dep, second) == {"version-two"}
+        assert deciding_rules(redis_client, dep, second) == {"version-two"}
 
         broken = OPEN_WHEN_CLOSED_RULE.format(name="version-three").replace("then:", "thenn:")
         rules.write_text(broken)
@@ -155,5 +139,5 @@ def test_an_edited_rule_file_takes_over_and_a_broken_one_is_refused(
             what="the refusal shown in /readyz",
         )
         third = [dep.post(message(8200 + i)).json()["delivery_id"] for i in range(6)]
-        assert _rules_of(redis_client, dep, third) == {"version-two"}
+        assert deciding_rules(redis_client, dep, third) == {"version-two"}
         assert "rules.yaml:6:5" in dep.http.get("/readyz").json()["rules"]["refused_change"]
