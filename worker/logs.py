@@ -23,6 +23,11 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "color_message",  # uvicorn's copy of the message with terminal colours
 }
 
+# httpx logs every request at INFO ("HTTP Request: POST ... 200"): the worker already logs
+# each action's outcome with its delivery and rule, so those lines only doubled the log
+# volume (and the time spent writing it). Their warnings still show.
+_CHATTY = ("httpx", "httpcore")
+
 
 class JsonFormatter(logging.Formatter):
     """Formats a record as a JSON line: time, level, logger, message, then its extras."""
@@ -52,3 +57,5 @@ def configure_logging(level: int | str = logging.INFO, stream: TextIO | None = N
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    for chatty in _CHATTY:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

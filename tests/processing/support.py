@@ -21,7 +21,7 @@ import httpx
 
 from tests.samples import message_received
 from worker.delivery.dlq import DeadLetterQueue
-from worker.delivery.gate import RateGate
+from worker.delivery.gate import Observations, RateGate
 from worker.delivery.parking import ParkingLot
 from worker.delivery.ratelimit import RateLimiter, parse_rate
 from worker.delivery.retry import RetryPolicy
@@ -154,11 +154,18 @@ def build(
     provider = Provider()
     clock = Clock()
     limiter = RateLimiter(client)
+    observations = Observations(client)  # as the worker's: lessons go with the next step
     if rate is not None:
         limiter.configure("awalchat:shop", parse_rate(rate))
 
     def http(destination: str) -> httpx.Client:
-        gate = RateGate(limiter, lambda _r: destination, clock=clock, sleep=lambda _s: None)
+        gate = RateGate(
+            limiter,
+            lambda _r: destination,
+            clock=clock,
+            sleep=lambda _s: None,
+            observations=observations,
+        )
         return gate.install(httpx.Client(transport=httpx.MockTransport(provider), timeout=5))
 
     store = ConversationStore(client, retention=retention, clock=clock)
@@ -188,5 +195,6 @@ def build(
         clock=clock,
         rng=random.Random(1),
         run_budget=run_budget,
+        observations=observations,
     )
     return World(client, server, provider, clock, processor, parking, dlq, store, limiter)

@@ -5,6 +5,7 @@ Inbox, as the receiver does."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -93,6 +94,32 @@ def test_a_429_pauses_the_destination_for_retry_after(world: World) -> None:
     assert report.parked_until is not None
     assert report.parked_until >= world.clock.now + 30
     assert world.limiter.paused_until("awalchat:shop") is not None
+
+
+def limited(code: int, remaining: int) -> Handler:
+    headers = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": str(remaining)}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        reply = ok(request) if code == 200 else httpx.Response(code, json={"error": "x"})
+        reply.headers.update({**headers, "X-RateLimit-Reset": str(int(time.time()) + 60)})
+        return reply
+
+    return answer
+
+
+@pytest.mark.parametrize("code", [200, 404, 500])
+def test_what_an_answer_teaches_the_budget_is_never_left_behind(world: World, code: int) -> None:
+    """The lesson of an ordinary answer goes with the outcome's step (or at once when the
+    call failed): after the drain the shared budget knows the provider's counter. The
+    answer is the drain's last call's (the HelpWave ticket create): no later call of the
+    thread can have carried its lesson."""
+    world.provider.answers = [ok, ok, limited(code, remaining=41)]
+    world.accept(5, "help")
+    world.processor.drain("5")
+    assert world.provider.routes()[-1] == "/api/v1/tickets"
+    budget = world.redis.hgetall(world.limiter.key("helpwave:hw"))
+    assert budget[b"limit"] == b"50"
+    assert int(budget[b"left"]) <= 41
 
 
 def test_a_refused_action_is_dead_lettered_and_a_replay_acts_once(world: World) -> None:

@@ -28,6 +28,7 @@ from worker.engine.model import (
 )
 from worker.engine.ruleset import Cap, Limits
 from worker.storage import keys
+from worker.storage.pipelined import register_script
 
 TICKETS: Final = "tickets"
 COMMENTS: Final = "comments"
@@ -75,7 +76,7 @@ class RunawayBreaker:
     """Admits actions under the caps (see the module docstring)."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self._admit = client.register_script(_ADMIT)
+        self._admit = register_script(client, _ADMIT)
 
     def admit(
         self, conversation: str, action_kind: str, action_id: str, limits: Limits, now: float

@@ -8,18 +8,64 @@ destination, whatever action made it:
   ThrottledError(until) so the caller parks its work instead of holding a worker;
 - after a response: the X-RateLimit-* headers, a 429 and its Retry-After update the budget
   for every worker at once.
+
+With `Observations` (the worker's gates share one), an ordinary answer's lesson is held
+by the thread that got it and sent with that thread's next round trip instead of one of its
+own: the step that records the action's outcome (`ActionRunner` queues it there), or the
+reservation of its next call. A 429 and `remaining == 0` are taught at once: the others
+must stop now. Held lessons are only ever a moment late: the runner sends them when it
+has no step to join.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
 import httpx
+import redis
 
 from worker.delivery.ratelimit import RateLimiter
 from worker.errors import ThrottledError
 from worker.helpdesks.http import parse_retry_after, rate_limit_info
+
+
+Lesson = Callable[[redis.client.Pipeline], None]
+
+
+class Observations:
+    """Lessons from ordinary answers, held per thread until its next round trip."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._local = threading.local()
+
+    def _held(self) -> list[Lesson]:
+        held: list[Lesson] | None = getattr(self._local, "held", None)
+        if held is None:
+            held = self._local.held = []
+        return held
+
+    def hold(self, lesson: Lesson) -> None:
+        self._held().append(lesson)
+
+    def pending(self) -> bool:
+        return bool(self._held())
+
+    def queue_on(self, pipe: redis.client.Pipeline) -> None:
+        """Queue this thread's held lessons on `pipe` (the caller sends it)."""
+        held = self._held()
+        for lesson in held:
+            lesson(pipe)
+        held.clear()
+
+    def send(self) -> None:
+        """Send this thread's held lessons now (one round trip; none when nothing is held)."""
+        if self.pending():
+            pipe = self._client.pipeline(transaction=False)
+            self.queue_on(pipe)
+            pipe.execute()
 
 
 class RateGate:
@@ -36,7 +82,9 @@ class RateGate:
         on_wait: Callable[[str, float], None] | None = None,
         on_throttled: Callable[[str], None] | None = None,
         on_rate_limited: Callable[[str], None] | None = None,
+        observations: Observations | None = None,
     ) -> None:
+        self._observations = observations
         self._limiter = limiter
         self._destination_of = destination_of
         self._clock = clock
@@ -52,7 +100,7 @@ class RateGate:
         waited = 0.0
         while True:
             now = self._clock()
-            wait = self._limiter.reserve(destination, now)
+            wait = self._limiter.reserve(destination, now, after=self._held_lessons())
             if wait <= 0:
                 break
             if waited + wait > self._max_inline_wait:
@@ -66,6 +114,14 @@ class RateGate:
         if waited and self._on_wait is not None:
             self._on_wait(destination, waited)
 
+    def _held_lessons(self) -> redis.client.Pipeline | None:
+        """A pipeline holding this thread's held lessons, or None when it holds none."""
+        if self._observations is None or not self._observations.pending():
+            return None
+        pipe = self._limiter.pipeline()
+        self._observations.queue_on(pipe)
+        return pipe
+
     def on_response(self, response: httpx.Response) -> None:
         """Teach the budget what the provider's answer says about it."""
         now = self._clock()
@@ -76,15 +132,24 @@ class RateGate:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now=now)
             if self._on_rate_limited is not None:
                 self._on_rate_limited(destination)
-        self._limiter.observe(
-            destination,
-            status=response.status_code,
-            limit=info.limit,
-            remaining=info.remaining,
-            reset=info.reset,
-            retry_after=retry_after,
-            now=now,
-        )
+
+        def teach(pipe: redis.client.Pipeline | None = None) -> None:
+            self._limiter.observe(
+                destination,
+                status=response.status_code,
+                limit=info.limit,
+                remaining=info.remaining,
+                reset=info.reset,
+                retry_after=retry_after,
+                now=now,
+                pipe=pipe,
+            )
+
+        urgent = response.status_code == 429 or info.remaining == 0
+        if self._observations is None or urgent:
+            teach()
+        else:
+            self._observations.hold(teach)
 
     def install(self, http: httpx.Client) -> httpx.Client:
         """Add the hooks to `http` and return it."""

@@ -43,6 +43,7 @@ import redis
 
 from worker.delivery.budget_scripts import OBSERVE, RESERVE
 from worker.storage import keys
+from worker.storage.pipelined import register_script
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([smhd])\s*$")
@@ -122,8 +123,12 @@ class RateLimiter:
         self._ttl = ttl
         self._probe = (_arg(probe_timeout), _arg(probe_poll))
         self._rates: dict[str, Rate] = {}
-        self._reserve = redis_client.register_script(RESERVE)
-        self._observe = redis_client.register_script(OBSERVE)
+        self._reserve = register_script(redis_client, RESERVE)
+        self._observe = register_script(redis_client, OBSERVE)
+
+    def pipeline(self) -> redis.client.Pipeline:
+        """A pipeline on the budget's Redis (for `reserve(after=...)`)."""
+        return self._redis.pipeline(transaction=False)
 
     def key(self, destination: str) -> str:
         """The Redis hash holding the destination's shared state."""
@@ -136,9 +141,12 @@ class RateLimiter:
         else:
             self._rates[destination] = rate
 
-    def reserve(self, destination: str, now: float) -> float:
+    def reserve(
+        self, destination: str, now: float, *, after: redis.client.Pipeline | None = None
+    ) -> float:
         """Take one call slot: 0.0 means call now; otherwise the seconds to wait before
-        asking again (nothing was taken). Atomic across every worker."""
+        asking again (nothing was taken). Atomic across every worker. `after`: a pipeline
+        holding writes that go first, sent together."""
         rate = self._rates.get(destination)
         args = [
             _arg(now),
@@ -148,7 +156,11 @@ class RateLimiter:
             str(self._ttl),
             *self._probe,
         ]
-        answer = self._reserve(keys=[self.key(destination)], args=args)
+        if after is None:
+            answer = self._reserve(keys=[self.key(destination)], args=args)
+        else:
+            self._reserve(keys=[self.key(destination)], args=args, client=after)
+            answer = after.execute()[-1]
         return max(0.0, float(answer))
 
     def observe(
@@ -161,8 +173,10 @@ class RateLimiter:
         reset: float | None,
         retry_after: float | None,
         now: float,
+        pipe: redis.client.Pipeline | None = None,
     ) -> None:
-        """Learn from a provider answer (its status and rate-limit headers, None if absent).
+        """Learn from a provider answer (its status and rate-limit headers, None if absent);
+        with `pipe`, queued on it (sent with the caller's next round trip).
 
         429 pauses the whole destination for `retry_after` (else until `reset`, else
         `pause_without_retry_after`); `remaining == 0` pauses it until `reset`; `limit` and
@@ -183,7 +197,7 @@ class RateLimiter:
             str(rate.count) if rate else "",
             _arg(rate.period if rate else None),
         ]
-        self._observe(keys=[self.key(destination)], args=args)
+        self._observe(keys=[self.key(destination)], args=args, client=pipe)
 
     def paused_until(self, destination: str) -> float | None:
         """The Unix time the destination is paused until, or None if never paused."""

@@ -35,6 +35,7 @@ import redis
 
 from worker.delivery.breaker import RunawayBreaker, Verdict
 from worker.delivery.dlq import DeadLetterQueue
+from worker.delivery.gate import Observations
 from worker.delivery.retry import RetryPolicy
 from worker.engine.decision import Decision
 from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, Event, PlannedAction
@@ -47,7 +48,7 @@ from worker.errors import (
     ThrottledError,
 )
 from worker.metrics import WorkerMetrics
-from worker.processing.actions import ActionExecutor
+from worker.processing.actions import ActionExecutor, ActionOutcome
 from worker.processing.failures import (
     REPLAY_VERSION,
     attempt_record,
@@ -82,7 +83,9 @@ class ActionRunner:
         breaker: RunawayBreaker,
         limits: Callable[[], Limits],
         intents: SendIntents | None = None,
+        observations: Observations | None = None,
     ) -> None:
+        self._observations = observations
         self._intents = intents if intents is not None else SendIntents(store.client)
         self._breaker = breaker
         self._limits = limits
@@ -203,7 +206,7 @@ class ActionRunner:
             self._mark_intent(record, action, marked)
 
         try:
-            outcome = self._executor.execute(action, event, state, before_send=before_send)
+            outcome = self._execute(action, event, state, before_send, pipe)
         except ThrottledError as exc:
             if marked:
                 self._intents.clear(record.delivery_id, action.key)
@@ -225,6 +228,29 @@ class ActionRunner:
         changes = taught(record, action, state, outcome.state)
         self._complete(record, action, outcome.to_json(), changes, pipe)
         return None, outcome.state
+
+    def _execute(
+        self,
+        action: PlannedAction,
+        event: Event,
+        state: ConversationState,
+        before_send: Callable[[], None],
+        pipe: redis.client.Pipeline | None,
+    ) -> ActionOutcome:
+        """The executor's call; what its answers taught the rate budget goes with the
+        outcome (`pipe`) when it succeeded, else at once (gate.Observations)."""
+        try:
+            outcome = self._executor.execute(action, event, state, before_send=before_send)
+        except BaseException:
+            if self._observations is not None:
+                self._observations.send()
+            raise
+        if self._observations is not None:
+            if pipe is None:
+                self._observations.send()
+            else:
+                self._observations.queue_on(pipe)
+        return outcome
 
     def _mark_intent(
         self, record: DeliveryRecord, action: PlannedAction, marked: list[bool]

@@ -26,6 +26,7 @@ from dataclasses import replace
 
 from worker.delivery.breaker import RunawayBreaker, Verdict
 from worker.delivery.dlq import DeadLetterQueue
+from worker.delivery.gate import Observations
 from worker.delivery.lease import Lease, LeaseKeeper
 from worker.delivery.parking import ParkingLot
 from worker.delivery.retry import RetryPolicy
@@ -68,6 +69,7 @@ class ConversationProcessor:
         metrics: WorkerMetrics | None = None,
         park_lane: Callable[[str, float], None] | None = None,
         lane_leases: LeaseKeeper | None = None,
+        observations: Observations | None = None,
     ) -> None:
         self._store = store
         self._rules = rules
@@ -90,6 +92,7 @@ class ConversationProcessor:
             metrics=self._metrics,
             breaker=RunawayBreaker(store.client),
             limits=lambda: rules().limits,
+            observations=observations,
         )
         self._lanes = LaneDrainer(
             store=store,

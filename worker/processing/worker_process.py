@@ -22,7 +22,7 @@ import httpx
 import redis
 
 from worker.delivery.dlq import DeadLetterQueue, DroppedLetter
-from worker.delivery.gate import RateGate
+from worker.delivery.gate import Observations, RateGate
 from worker.delivery.lease import LeaseKeeper
 from worker.delivery.parking import ParkedReleaser, ParkingLot, ready
 from worker.delivery.periodic import Periodic
@@ -78,6 +78,8 @@ class WorkerProcess:
         self.metrics.use_rules_version(self.rules.version)
         self.store = ConversationStore(self.redis, retention=settings.state_retention)
         self.limiter = RateLimiter(self.redis)
+        # what answers teach the rate budgets, sent with each thread's next round trip
+        self.observations = Observations(self.redis)
         self.parking = ParkingLot(self.redis)
         self.lane_parking = ParkingLot(
             self.redis, key=keys.PARKED_LANES, ready_key=keys.READY_LANES
@@ -111,6 +113,7 @@ class WorkerProcess:
             leases=self.leases,
             park_lane=self.lane_parking.park,
             lane_leases=self.lane_leases,
+            observations=self.observations,
             dry_run=settings.dry_run,
             stopping=self._stopping.is_set,
             metrics=self.metrics,
@@ -139,6 +142,7 @@ class WorkerProcess:
             on_wait=lambda d, s: self.metrics.rate_wait.labels(destination=d).inc(s),
             on_throttled=lambda d: self.metrics.throttled.labels(destination=d).inc(),
             on_rate_limited=lambda d: self.metrics.rate_limited.labels(destination=d).inc(),
+            observations=self.observations,
         )
         client = gate.install(new_http_client(timeout_seconds=self.settings.http_timeout_seconds))
         self._http.append(client)

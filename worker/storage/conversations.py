@@ -37,6 +37,7 @@ from worker.storage import conversation_scripts as scripts
 from worker.storage import keys, timers
 from worker.storage.decision_index import newest_ids
 from worker.storage.keys import View
+from worker.storage.pipelined import register_script
 from worker.storage.records import (
     DeliveryRecord,
     compact,
@@ -60,12 +61,12 @@ class ConversationStore:
         self._redis = client
         self._retention = retention
         self._clock = clock
-        self._store_decision = client.register_script(scripts.STORE_DECISION)
-        self._complete = client.register_script(scripts.COMPLETE_ACTION)
-        self._release = client.register_script(scripts.RELEASE_LOCK)
-        self._extend = client.register_script(scripts.EXTEND_LOCK)
-        self._pop_head = client.register_script(scripts.POP_HEAD)
-        self._create = client.register_script(scripts.CREATE_RECORD)
+        self._store_decision = register_script(client, scripts.STORE_DECISION)
+        self._complete = register_script(client, scripts.COMPLETE_ACTION)
+        self._release = register_script(client, scripts.RELEASE_LOCK)
+        self._extend = register_script(client, scripts.EXTEND_LOCK)
+        self._pop_head = register_script(client, scripts.POP_HEAD)
+        self._create = register_script(client, scripts.CREATE_RECORD)
 
     @property
     def retention(self) -> int:

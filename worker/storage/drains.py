@@ -51,6 +51,7 @@ import redis
 from worker.engine.model import ConversationState
 from worker.storage import drain_scripts as scripts
 from worker.storage import keys
+from worker.storage.pipelined import register_script
 from worker.storage.wire import wake_message
 
 AGAIN: Final = "again"
@@ -136,12 +137,12 @@ class DrainSteps:
     ) -> None:
         self._dry_run = dry_run
         self._retention = retention
-        self._begin = client.register_script(scripts.BEGIN)
-        self._advance = client.register_script(scripts.ADVANCE)
-        self._lane_advance = client.register_script(scripts.LANE_ADVANCE)
-        self._begin_lane = client.register_script(scripts.BEGIN_LANE)
-        self._take_ready = client.register_script(scripts.TAKE_READY)
-        self._nudge = client.register_script(scripts.NUDGE)
+        self._begin = register_script(client, scripts.BEGIN)
+        self._advance = register_script(client, scripts.ADVANCE)
+        self._lane_advance = register_script(client, scripts.LANE_ADVANCE)
+        self._begin_lane = register_script(client, scripts.BEGIN_LANE)
+        self._take_ready = register_script(client, scripts.TAKE_READY)
+        self._nudge = register_script(client, scripts.NUDGE)
 
     def _common(self, token: str, ttl_ms: int, now: float, *, wake: bool) -> list[str | int]:
         """The arguments every script takes; a wake message (a fresh Celery message) only
