@@ -12,6 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.helpers_redis import free_port
+from tests.samples import HELPWAVE_RULE, OPEN_RULE
 from worker.engine import Ruleset
 from worker.errors import ConfigError, RulesError
 from worker.live_rules import RuleSource
@@ -19,14 +20,7 @@ from worker.settings import Settings
 from worker.startup import check_credentials
 from worker.storage.keys import RULES as RULES_KEY
 
-GOOD = """\
-version: 1
-rules:
-  - name: {name}
-    on: message.received
-    then: [open_ticket]
-"""
-BROKEN = GOOD.replace("then:", "thenn:")
+BROKEN = OPEN_RULE.replace("then:", "thenn:")
 
 
 class Clock:
@@ -39,7 +33,7 @@ class Clock:
 
 @pytest.fixture
 def rules_dir(tmp_path: Path) -> Path:
-    (tmp_path / "rules.yaml").write_text(GOOD.format(name="first"))
+    (tmp_path / "rules.yaml").write_text(OPEN_RULE.format(name="first"))
     return tmp_path
 
 
@@ -54,7 +48,7 @@ def test_a_changed_file_takes_effect_at_the_next_check(rules_dir: Path) -> None:
     clock = Clock()
     source = RuleSource(rules_dir, clock=clock)
     before = source.current().version
-    write(rules_dir, GOOD.format(name="second"))
+    write(rules_dir, OPEN_RULE.format(name="second"))
     assert source.current().version == before  # not checked yet
     clock.now = 1.0
     assert [r.name for r in source.current().rules] == ["second"]
@@ -72,7 +66,7 @@ def test_a_refused_change_keeps_the_last_good_version_and_says_why(rules_dir: Pa
     assert source.error is not None
     assert "rules.yaml:5:" in source.error
     assert "thenn" in source.error
-    write(rules_dir, GOOD.format(name="fixed"))
+    write(rules_dir, OPEN_RULE.format(name="fixed"))
     assert source.refresh() is True
     assert source.error is None
 
@@ -89,7 +83,7 @@ def test_no_process_falls_back_to_an_older_version_than_another_accepted(
     client = fakeredis.FakeRedis()
     first = RuleSource(rules_dir, client=client, clock=Clock())
     second = RuleSource(rules_dir, client=client, clock=Clock())
-    write(rules_dir, GOOD.format(name="v2"))
+    write(rules_dir, OPEN_RULE.format(name="v2"))
     assert first.refresh() is True  # first sees v2 and publishes it
     write(rules_dir, BROKEN)  # ... then the file breaks before second looked
     assert second.refresh() is True  # refused locally, but adopts the newest accepted
@@ -103,21 +97,11 @@ def test_a_process_adopts_a_version_published_by_another(rules_dir: Path) -> Non
     client = fakeredis.FakeRedis()
     other_dir = rules_dir / "other"
     other_dir.mkdir()
-    (other_dir / "rules.yaml").write_text(GOOD.format(name="elsewhere"))
+    (other_dir / "rules.yaml").write_text(OPEN_RULE.format(name="elsewhere"))
     here = RuleSource(rules_dir, client=client, clock=Clock())
     RuleSource(other_dir, client=client, clock=Clock())  # starting is deploying
     assert here.refresh() is True
     assert [r.name for r in here.current().rules] == ["elsewhere"]
-
-
-HELPWAVE = """\
-version: 1
-rules:
-  - name: {name}
-    on: message.received
-    then:
-      - helpwave.create_ticket: {{name: "WhatsApp {{{{ data.from }}}}"}}
-"""
 
 
 LACKING_HELPWAVE_KEY = Settings(
@@ -158,13 +142,13 @@ def test_after_redis_comes_back_empty_the_next_edit_spreads_to_every_process(
     client = fakeredis.FakeRedis()
     here = RuleSource(rules_dir, client=client, clock=Clock())
     there = RuleSource(other_machine(rules_dir), client=client, clock=Clock())
-    write(rules_dir, GOOD.format(name="second"))
+    write(rules_dir, OPEN_RULE.format(name="second"))
     assert here.refresh() is True
     assert there.refresh() is True  # seen through Redis
     client.flushall()  # Redis restarted without its data
     here.refresh()
     there.refresh()
-    write(rules_dir, GOOD.format(name="third"))
+    write(rules_dir, OPEN_RULE.format(name="third"))
     assert here.refresh() is True
     assert there.refresh() is True
     assert names(there) == ["third"]
@@ -174,11 +158,11 @@ def test_an_edit_made_before_anyone_noticed_the_empty_redis_spreads_too(rules_di
     client = fakeredis.FakeRedis()
     here = RuleSource(rules_dir, client=client, clock=Clock())
     there = RuleSource(other_machine(rules_dir), client=client, clock=Clock())
-    write(rules_dir, GOOD.format(name="second"))
+    write(rules_dir, OPEN_RULE.format(name="second"))
     here.refresh()
     there.refresh()
     client.flushall()
-    write(rules_dir, GOOD.format(name="third"))
+    write(rules_dir, OPEN_RULE.format(name="third"))
     assert here.refresh() is True  # publishes into the empty Redis
     assert there.refresh() is True
     assert names(there) == ["third"]
@@ -203,7 +187,7 @@ def test_a_publication_lost_with_redis_is_not_replaced_by_an_older_version(
     client = fakeredis.FakeRedis()
     here = RuleSource(rules_dir, client=client, clock=Clock())
     there = RuleSource(other_machine(rules_dir), client=client, clock=Clock())
-    write(rules_dir, GOOD.format(name="second"))
+    write(rules_dir, OPEN_RULE.format(name="second"))
     assert here.refresh() is True  # published ...
     client.flushall()  # ... and lost before `there` looked
     assert there.refresh() is False  # `there` puts back the older version it runs
@@ -221,14 +205,14 @@ def test_after_redis_rolled_back_to_an_older_publication_edits_still_spread(
     there = RuleSource(other_machine(rules_dir), client=client, clock=Clock())
     snapshot = client.dump(RULES_KEY)
     assert isinstance(snapshot, bytes)
-    write(rules_dir, GOOD.format(name="second"))
+    write(rules_dir, OPEN_RULE.format(name="second"))
     here.refresh()
     assert there.refresh() is True
     client.restore(RULES_KEY, 0, snapshot, replace=True)  # Redis came back from a snapshot
     assert there.refresh() is False  # no fallback to the snapshot's version
     assert names(there) == ["second"]
     here.refresh()
-    write(rules_dir, GOOD.format(name="third"))
+    write(rules_dir, OPEN_RULE.format(name="third"))
     assert here.refresh() is True
     assert there.refresh() is True
     assert names(there) == ["third"]
@@ -241,13 +225,13 @@ def test_an_edit_numbered_like_a_publication_redis_lost_is_still_adopted(
     here = RuleSource(rules_dir, client=client, clock=Clock())
     snapshot = client.dump(RULES_KEY)
     assert isinstance(snapshot, bytes)
-    write(rules_dir, GOOD.format(name="second"))
+    write(rules_dir, OPEN_RULE.format(name="second"))
     assert here.refresh() is True  # published as seq 2 ...
     client.restore(RULES_KEY, 0, snapshot, replace=True)  # ... lost: Redis is back at seq 1
     third = other_machine(rules_dir, "third")
-    write(third, GOOD.format(name="first"))
+    write(third, OPEN_RULE.format(name="first"))
     late = RuleSource(third, client=client, clock=Clock())  # knows only seq 1
-    write(third, GOOD.format(name="edited-there"))
+    write(third, OPEN_RULE.format(name="edited-there"))
     assert late.refresh() is True  # its edit is published as seq 2 too
     assert here.refresh() is True
     assert names(here) == ["edited-there"]
@@ -261,7 +245,7 @@ def test_a_change_accepted_while_redis_was_down_is_published_once_it_answers(
     here = RuleSource(rules_dir, client=client, clock=Clock())
     there = RuleSource(other_machine(rules_dir), client=client, clock=Clock())
     server.connected = False
-    write(rules_dir, GOOD.format(name="second"))
+    write(rules_dir, OPEN_RULE.format(name="second"))
     assert here.refresh() is True  # in use here at once ...
     assert there.refresh() is False
     server.connected = True
@@ -290,7 +274,7 @@ def test_a_process_started_with_broken_files_runs_the_published_version_and_says
     [line] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert "rules.yaml:5:5" in line
     assert running.version in line
-    write(rules_dir, GOOD.format(name="fixed"))
+    write(rules_dir, OPEN_RULE.format(name="fixed"))
     assert started.refresh() is True
     assert started.error is None
     assert running.refresh() is True
@@ -329,7 +313,7 @@ def test_a_reload_needing_an_unset_credential_is_refused_naming_the_variable(
         on_refused=refused.append,
     )
     good = source.version
-    write(rules_dir, HELPWAVE.format(name="create"))
+    write(rules_dir, HELPWAVE_RULE.format(name="create"))
     assert source.refresh() is False
     assert source.version == good
     assert source.error is not None
@@ -352,7 +336,7 @@ def test_a_published_version_needing_an_unset_credential_is_not_adopted(
     )
     good = lacking.version
     RuleSource(rules_dir, client=client, clock=Clock())  # a process that has the key
-    write(rules_dir, HELPWAVE.format(name="create"))
+    write(rules_dir, HELPWAVE_RULE.format(name="create"))
     publisher = RuleSource(rules_dir, client=client, clock=Clock())  # starting is deploying
     assert lacking.refresh() is False
     assert lacking.version == good
@@ -369,7 +353,7 @@ def test_a_process_that_cannot_run_its_files_starts_on_the_published_version(
 ) -> None:
     client = fakeredis.FakeRedis()
     running = RuleSource(rules_dir, client=client, clock=Clock())
-    write(rules_dir, HELPWAVE.format(name="create"))
+    write(rules_dir, HELPWAVE_RULE.format(name="create"))
     started = RuleSource(rules_dir, client=client, check_runnable=no_helpwave_key)
     assert started.version == running.version
     assert started.error is not None
@@ -379,7 +363,7 @@ def test_a_process_that_cannot_run_its_files_starts_on_the_published_version(
 def test_a_process_that_can_run_neither_its_files_nor_the_published_version_refuses(
     rules_dir: Path,
 ) -> None:
-    write(rules_dir, HELPWAVE.format(name="create"))
+    write(rules_dir, HELPWAVE_RULE.format(name="create"))
     client = fakeredis.FakeRedis()
     RuleSource(rules_dir, client=client)
     with pytest.raises(ConfigError, match="HELPWAVE_API_KEY is not set: "):

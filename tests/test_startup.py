@@ -11,28 +11,14 @@ import pytest
 import redis
 
 from tests.helpers_redis import RedisServer, free_port
+from tests.samples import HELPWAVE_RULE, OPEN_RULE
 from worker.errors import ConfigError, RulesError
 from worker.live_rules import RuleSource
 from worker.processing.worker_process import WorkerProcess
 from worker.settings import Settings
 from worker.startup import preflight
 
-OPEN = """\
-version: 1
-rules:
-  - name: {name}
-    on: message.received
-    then: [open_ticket]
-"""
-BROKEN = OPEN.format(name="broken").replace("then:", "thenn:")
-HELPWAVE = """\
-version: 1
-rules:
-  - name: {name}
-    on: message.received
-    then:
-      - helpwave.create_ticket: {{name: "WhatsApp {{{{ data.from }}}}"}}
-"""
+BROKEN = OPEN_RULE.format(name="broken").replace("then:", "thenn:")
 AWALCHAT_ONLY = {
     "awalchat_hmac_secret": "hmac-secret",
     "awalchat_client_id": "client",
@@ -48,7 +34,7 @@ AWALCHAT_ONLY = {
 def rules_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "rules"
     folder.mkdir()
-    (folder / "rules.yaml").write_text(OPEN.format(name="first"))
+    (folder / "rules.yaml").write_text(OPEN_RULE.format(name="first"))
     return folder
 
 
@@ -100,7 +86,7 @@ def test_preflight_with_broken_files_and_redis_down_names_the_problems(rules_dir
 def test_preflight_refuses_when_no_version_it_can_run_exists(
     rules_dir: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
-    save(rules_dir, HELPWAVE.format(name="create"))
+    save(rules_dir, HELPWAVE_RULE.format(name="create"))
     RuleSource(rules_dir, client=redis_client)  # published by a process with the key
     with pytest.raises(ConfigError, match="HELPWAVE_API_KEY is not set: "):
         preflight(settings_for(rules_dir, redis_server.url))
@@ -117,7 +103,7 @@ def test_a_worker_refuses_a_reload_that_needs_an_unset_credential(
     rules_dir: Path, runtime: WorkerProcess
 ) -> None:
     good = runtime.rules.version
-    save(rules_dir, HELPWAVE.format(name="create"))
+    save(rules_dir, HELPWAVE_RULE.format(name="create"))
     assert runtime.rules.refresh() is False
     assert runtime.rules.version == good
     assert runtime.rules.error is not None

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from tests.helpdesks.support import Handler, Recorder, recorded_http
 from worker.errors import HelpdeskRejectedError, HelpdeskUnavailableError, RateLimitedError
 from worker.helpdesks import AwalChatClient, RateLimitInfo, TicketChange, sign_request
 from worker.helpdesks.http import rate_limit_info
@@ -16,7 +17,6 @@ from worker.helpdesks.http import rate_limit_info
 SECRET = "your-hmac-secret"
 BASE = "https://api.awalchat.example/api/developer"
 NOW = 1_704_124_800
-Handler = Callable[[httpx.Request], httpx.Response]
 
 OPENED = {
     "status": True,
@@ -33,18 +33,6 @@ def test_spec_test_vector() -> None:
     assert signature == "sha256=3d3a28eb340079ad838c68984ed0977f001b0f54e5cd6aee42bdbc9561e7170d"
 
 
-class Recorder:
-    """A MockTransport handler that keeps every request and answers with `answer`."""
-
-    def __init__(self, answer: Handler) -> None:
-        self.answer = answer
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self.answer(request)
-
-
 @pytest.fixture
 def clock() -> Callable[[], float]:
     ticks = itertools.count(NOW)
@@ -54,8 +42,7 @@ def clock() -> Callable[[], float]:
 def make_client(
     answer: Handler, *, base_url: str = BASE, clock: Callable[[], float] = lambda: NOW
 ) -> tuple[AwalChatClient, Recorder, httpx.Client]:
-    recorder = Recorder(answer)
-    http = httpx.Client(transport=httpx.MockTransport(recorder), timeout=5.0)
+    recorder, http = recorded_http(answer)
     client = AwalChatClient(
         http,
         base_url=base_url,

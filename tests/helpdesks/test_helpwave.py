@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.helpdesks.support import Handler, Recorder, recorded_http
 from worker.errors import HelpdeskRejectedError, HelpdeskUnavailableError, RateLimitedError
 from worker.helpdesks import HelpWaveClient, HelpWaveTicket
 
 KEY = "hw-secret-key"
 HOST = "https://shop.helpwave.example"
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class Recorder:
-    def __init__(self, answer: Handler) -> None:
-        self.answer = answer
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self.answer(request)
-
-    def body(self, index: int = 0) -> Any:
-        return json.loads(self.requests[index].content)
 
 
 def make_client(
     answer: Handler, *, base_url: str = HOST
 ) -> tuple[HelpWaveClient, Recorder, httpx.Client]:
-    recorder = Recorder(answer)
-    http = httpx.Client(transport=httpx.MockTransport(recorder), timeout=5.0)
+    recorder, http = recorded_http(answer)
     return HelpWaveClient(http, base_url=base_url, api_key=KEY), recorder, http
 
 

@@ -6,25 +6,35 @@ as subprocesses against a real redis-server and the fake providers.
         dep.post(body, signed=False)    # no signature headers
         dep.wait_for(lambda: ...)       # poll until true (fails with the process logs)
         dep.kill_worker(0)              # SIGKILL one worker process
+        deciding_rules(client, dep, ids)  # wait until decided: the rules that decided them
+
+    with running_up(folder) as up:      # `ticket-worker up` as a new user runs it
+        httpx.get(f"http://127.0.0.1:{up.port}/readyz")
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
 import httpx
+import redis
 
 from tests.helpers_redis import free_port
 from worker.ops.supervisor import stop_processes
 from worker.receiver.signature import sign
+from worker.storage.records import read_decision
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "whsec-integration"
@@ -187,3 +197,60 @@ class Deployment:
                     raise AssertionError(f"a process exited early\n{self.logs()}")
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
+
+
+def decided_by(client: redis.Redis, delivery_id: str) -> str | None:
+    """The rule that matched the delivery's stored decision ("" for none; None: not decided)."""
+    raw = client.hget(f"tw:delivery:{delivery_id}", "decision")
+    if raw is None:
+        return None
+    matched = read_decision(json.loads(raw)).matched_rules
+    return matched[0] if matched else ""
+
+
+def deciding_rules(client: redis.Redis, dep: Deployment, ids: list[str]) -> set[str]:
+    """Wait until every delivery of `ids` is decided; the rules that decided them."""
+    dep.wait_for(lambda: all(decided_by(client, d) is not None for d in ids), what="decided")
+    return {decided_by(client, d) or "" for d in ids}
+
+
+@dataclass
+class UpProcess:
+    """A running `ticket-worker up`: its receiver's port, its environment and its log."""
+
+    port: int
+    env: dict[str, str]
+    log: Path
+
+
+@contextmanager
+def running_up(folder: Path) -> Iterator[UpProcess]:
+    """`ticket-worker up` run in `folder` as a new user runs it (no AWALCHAT_, HELPWAVE_,
+    REDIS_, DRY_RUN or RULES_ variables), entered once its worker is ready; on leaving,
+    Ctrl-C (SIGINT) must stop it with exit code 0."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWALCHAT_", "HELPWAVE_", "REDIS_", "DRY_RUN", "RULES_"))
+    }
+    env.update(PYTHONPATH=str(REPO_ROOT), WORKER_METRICS_PORT="0")
+    port = free_port()
+    log = folder / "up.log"
+    with log.open("wb") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "worker.ops.cli", "up", "--port", str(port)],
+            cwd=folder,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while b"celery@" not in log.read_bytes() or b" ready." not in log.read_bytes():
+                assert up.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            yield UpProcess(port, env, log)
+        finally:
+            up.send_signal(signal.SIGINT)
+            assert up.wait(timeout=20) == 0, log.read_text()

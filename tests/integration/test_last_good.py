@@ -5,10 +5,6 @@ broken, and when a reload needs a credential the processes do not have."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -18,31 +14,15 @@ import pytest
 import redis
 
 from tests.fakes.server import FakeProvidersServer
-from tests.helpers_redis import RedisServer, free_port
-from tests.integration.harness import REPO_ROOT, Deployment
+from tests.helpers_redis import RedisServer
+from tests.integration.harness import Deployment, deciding_rules, running_up
+from tests.samples import HELPWAVE_RULE, OPEN_WHEN_CLOSED_RULE
 from worker.live_rules import RuleSource
 from worker.ops.embedded_redis import EmbeddedRedis
-from worker.storage.records import read_decision
 
 pytestmark = pytest.mark.integration
 
-OPEN_RULE = """\
-version: 1
-rules:
-  - name: {name}
-    on: message.received
-    when: {{ticket: closed}}
-    then: [open_ticket]
-"""
-BROKEN_RULE = OPEN_RULE.format(name="broken").replace("then:", "thenn:")  # rules.yaml:6:5
-HELPWAVE_RULE = """\
-version: 1
-rules:
-  - name: {name}
-    on: message.received
-    then:
-      - helpwave.create_ticket: {{name: "WhatsApp {{{{ data.from }}}}"}}
-"""
+BROKEN_RULE = OPEN_WHEN_CLOSED_RULE.format(name="broken").replace("then:", "thenn:")  # at 6:5
 
 
 def message(conversation: int) -> bytes:
@@ -68,20 +48,9 @@ def rules_folder(path: Path, text: str) -> Path:
     return path
 
 
-def _decided_by(client: redis.Redis, delivery_id: str) -> str | None:
-    """The rule that matched the delivery's stored decision ("" for none; None: not decided)."""
-    raw = client.hget(f"tw:delivery:{delivery_id}", "decision")
-    if raw is None:
-        return None
-    matched = read_decision(json.loads(raw)).matched_rules
-    return matched[0] if matched else ""
-
-
 def rules_that_decided(client: redis.Redis, dep: Deployment, bodies: list[bytes]) -> set[str]:
     """Post each body to `dep`, wait until every one is decided; the rules that decided them."""
-    ids = [dep.post(body).json()["delivery_id"] for body in bodies]
-    dep.wait_for(lambda: all(_decided_by(client, d) is not None for d in ids), what="decided")
-    return {_decided_by(client, d) or "" for d in ids}
+    return deciding_rules(client, dep, [dep.post(body).json()["delivery_id"] for body in bodies])
 
 
 def is_ready(dep: Deployment) -> bool:
@@ -99,9 +68,9 @@ def test_after_redis_comes_back_empty_an_edit_reaches_every_process(
     fake_providers: FakeProvidersServer,
     tmp_path: Path,
 ) -> None:
-    here = rules_folder(tmp_path / "here", OPEN_RULE.format(name="version-one"))
+    here = rules_folder(tmp_path / "here", OPEN_WHEN_CLOSED_RULE.format(name="version-one"))
     # Another machine's copy of the same files: it learns of edits only through Redis.
-    there = rules_folder(tmp_path / "there", OPEN_RULE.format(name="version-one"))
+    there = rules_folder(tmp_path / "there", OPEN_WHEN_CLOSED_RULE.format(name="version-one"))
     env = fake_providers.env()
     with (
         Deployment(redis_server.url, env=env, rules=here, workers=1) as local,
@@ -112,7 +81,7 @@ def test_after_redis_comes_back_empty_an_edit_reaches_every_process(
         redis_server.restart()  # back at once, but empty
         for dep in (local, remote):
             dep.wait_for(partial(is_ready, dep), what="ready again")
-        save(here, OPEN_RULE.format(name="version-two"))
+        save(here, OPEN_WHEN_CLOSED_RULE.format(name="version-two"))
         time.sleep(5)  # the contract: in effect within 5 s in every worker process
 
         local.kill_worker(0)  # only the worker reading the other machine's copy decides now
@@ -127,7 +96,7 @@ def test_a_process_started_while_the_rule_files_are_broken_runs_the_last_good_ve
     fake_providers: FakeProvidersServer,
     tmp_path: Path,
 ) -> None:
-    rules = rules_folder(tmp_path / "rules", OPEN_RULE.format(name="version-one"))
+    rules = rules_folder(tmp_path / "rules", OPEN_WHEN_CLOSED_RULE.format(name="version-one"))
     env = fake_providers.env()
     with Deployment(redis_server.url, env=env, rules=rules, workers=1) as dep:
         assert rules_that_decided(redis_client, dep, [message(9201)]) == {"version-one"}
@@ -150,10 +119,7 @@ def test_a_process_started_while_the_rule_files_are_broken_runs_the_last_good_ve
             assert "rules.yaml:6:5" in (status["refused_change"] or "")
             bodies = [message(9210 + i) for i in range(3)]
             ids = [late.post(body).json()["delivery_id"] for body in bodies]
-        dep.wait_for(
-            lambda: all(_decided_by(redis_client, d) is not None for d in ids), what="decided"
-        )
-        assert {_decided_by(redis_client, d) for d in ids} == {"version-one"}
+        assert deciding_rules(redis_client, dep, ids) == {"version-one"}  # the worker of `dep`
 
 
 def test_a_reload_that_needs_an_unset_credential_is_refused_naming_it(
@@ -163,7 +129,7 @@ def test_a_reload_that_needs_an_unset_credential_is_refused_naming_it(
     tmp_path: Path,
 ) -> None:
     env = {k: v for k, v in fake_providers.env().items() if k != "HELPWAVE_API_KEY"}
-    rules = rules_folder(tmp_path / "rules", OPEN_RULE.format(name="version-one"))
+    rules = rules_folder(tmp_path / "rules", OPEN_WHEN_CLOSED_RULE.format(name="version-one"))
     with Deployment(redis_server.url, env=env, rules=rules, workers=1) as dep:
         assert rules_that_decided(redis_client, dep, [message(9301)]) == {"version-one"}
         save(rules, HELPWAVE_RULE.format(name="version-two"))
@@ -178,7 +144,7 @@ def test_a_reload_that_needs_an_unset_credential_is_refused_naming_it(
 def test_up_with_broken_rule_files_runs_the_version_its_embedded_redis_holds(
     tmp_path: Path,
 ) -> None:
-    rules = rules_folder(tmp_path / "rules", OPEN_RULE.format(name="version-one"))
+    rules = rules_folder(tmp_path / "rules", OPEN_WHEN_CLOSED_RULE.format(name="version-one"))
     embedded = EmbeddedRedis(tmp_path / ".ticket-worker")  # where `up` keeps its Redis
     embedded.start()
     client = redis.Redis.from_url(embedded.url)
@@ -187,31 +153,7 @@ def test_up_with_broken_rule_files_runs_the_version_its_embedded_redis_holds(
     embedded.stop()
     save(rules, BROKEN_RULE)
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWALCHAT_", "HELPWAVE_", "REDIS_", "DRY_RUN", "RULES_"))
-    }
-    env.update(PYTHONPATH=str(REPO_ROOT), WORKER_METRICS_PORT="0")
-    port = free_port()
-    log = tmp_path / "up.log"
-    with log.open("wb") as out:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "worker.ops.cli", "up", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while b"celery@" not in log.read_bytes() or b" ready." not in log.read_bytes():
-                assert up.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
-            status = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json()["rules"]
-            assert status["version"] == good
-            assert "rules.yaml:6:5" in status["refused_change"]
-        finally:
-            up.send_signal(signal.SIGINT)
-            assert up.wait(timeout=20) == 0, log.read_text()
+    with running_up(tmp_path) as up:
+        status = httpx.get(f"http://127.0.0.1:{up.port}/readyz", timeout=10).json()["rules"]
+        assert status["version"] == good
+        assert "rules.yaml:6:5" in status["refused_change"]

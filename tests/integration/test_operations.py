@@ -17,19 +17,10 @@ import redis
 
 from tests.fakes.server import FakeProvidersServer
 from tests.helpers_redis import RedisServer, free_port, silent_server
-from tests.integration.harness import Deployment
-from worker.storage.records import read_decision
+from tests.integration.harness import Deployment, deciding_rules
+from tests.samples import OPEN_WHEN_CLOSED_RULE
 
 pytestmark = pytest.mark.integration
-
-OPEN_RULE = """\
-version: 1
-rules:
-  - name: {name}
-    on: message.received
-    when: {{ticket: closed}}
-    then: [open_ticket]
-"""
 
 
 def message(conversation: int) -> bytes:
@@ -46,7 +37,7 @@ def opened(fake: FakeProvidersServer) -> list[str]:
 def test_redis_down_gives_503_quickly_and_everything_recovers_when_it_returns_empty(
     redis_server: RedisServer, fake_providers: FakeProvidersServer, tmp_path: Path
 ) -> None:
-    (tmp_path / "rules.yaml").write_text(OPEN_RULE.format(name="open"))
+    (tmp_path / "rules.yaml").write_text(OPEN_WHEN_CLOSED_RULE.format(name="open"))
     with Deployment(redis_server.url, env=fake_providers.env(), rules=tmp_path) as dep:
         assert dep.post(message(7001)).status_code == 202
         dep.wait_for(lambda: opened(fake_providers) == ["7001"], what="the first open")
@@ -81,7 +72,7 @@ def assert_503_within_two_seconds(dep: Deployment, body: bytes) -> None:
 def test_a_receiver_started_against_a_redis_that_never_answers_gives_503_and_recovers(
     fake_providers: FakeProvidersServer, tmp_path: Path
 ) -> None:
-    (tmp_path / "rules.yaml").write_text(OPEN_RULE.format(name="open"))
+    (tmp_path / "rules.yaml").write_text(OPEN_WHEN_CLOSED_RULE.format(name="open"))
     port = free_port()
     with ExitStack() as hung:
         url = hung.enter_context(silent_server(port))
@@ -105,7 +96,7 @@ def test_a_receiver_started_against_a_redis_that_never_answers_gives_503_and_rec
 def test_redis_hanging_mid_run_gives_503_quickly_and_everything_recovers_when_it_wakes(
     redis_server: RedisServer, fake_providers: FakeProvidersServer, tmp_path: Path
 ) -> None:
-    (tmp_path / "rules.yaml").write_text(OPEN_RULE.format(name="open"))
+    (tmp_path / "rules.yaml").write_text(OPEN_WHEN_CLOSED_RULE.format(name="open"))
     with Deployment(redis_server.url, env=fake_providers.env(), rules=tmp_path) as dep:
         assert dep.post(message(7201)).status_code == 202
         dep.wait_for(lambda: opened(fake_providers) == ["7201"], what="the first open")
@@ -122,21 +113,6 @@ def test_redis_hanging_mid_run_gives_503_quickly_and_everything_recovers_when_it
         dep.wait_for(lambda: "7203" in opened(fake_providers), timeout=60, what="acted on")
 
 
-def _decided_by(client: redis.Redis, delivery_id: str) -> str | None:
-    """The rule that matched the delivery's stored decision ("" for none; None: not decided)."""
-    raw = client.hget(f"tw:delivery:{delivery_id}", "decision")
-    if raw is None:
-        return None
-    matched = read_decision(json.loads(raw)).matched_rules
-    return matched[0] if matched else ""
-
-
-def _rules_of(client: redis.Redis, dep: Deployment, ids: list[str]) -> set[str | None]:
-    """Wait until every delivery is decided; the set of rules that decided them."""
-    dep.wait_for(lambda: all(_decided_by(client, d) is not None for d in ids), what="decided")
-    return {_decided_by(client, d) for d in ids}
-
-
 def test_an_edited_rule_file_takes_over_and_a_broken_one_is_refused(
     redis_server: RedisServer,
     redis_client: redis.Redis,
@@ -144,23 +120,24 @@ def test_an_edited_rule_file_takes_over_and_a_broken_one_is_refused(
     tmp_path: Path,
 ) -> None:
     rules = tmp_path / "rules.yaml"
-    rules.write_text(OPEN_RULE.format(name="version-one"))
+    rules.write_text(OPEN_WHEN_CLOSED_RULE.format(name="version-one"))
     with Deployment(redis_server.url, env=fake_providers.env(), rules=tmp_path, workers=2) as dep:
         first = dep.post(message(8001)).json()["delivery_id"]
-        assert _rules_of(redis_client, dep, [first]) == {"version-one"}
+        assert deciding_rules(redis_client, dep, [first]) == {"version-one"}
 
         replacement = tmp_path / ".rules.yaml.new"
-        replacement.write_text(OPEN_RULE.format(name="version-two"))
+        replacement.write_text(OPEN_WHEN_CLOSED_RULE.format(name="version-two"))
         replacement.replace(rules)  # saved the way editors save: renamed over the old file
         time.sleep(5)  # the contract: in effect within 5 s in every worker
         second = [dep.post(message(8100 + i)).json()["delivery_id"] for i in range(6)]
-        assert _rules_of(redis_client, dep, second) == {"version-two"}
+        assert deciding_rules(redis_client, dep, second) == {"version-two"}
 
-        rules.write_text(OPEN_RULE.format(name="version-three").replace("then:", "thenn:"))
+        broken = OPEN_WHEN_CLOSED_RULE.format(name="version-three").replace("then:", "thenn:")
+        rules.write_text(broken)
         dep.wait_for(
             lambda: dep.http.get("/readyz").json()["rules"]["refused_change"] is not None,
             what="the refusal shown in /readyz",
         )
         third = [dep.post(message(8200 + i)).json()["delivery_id"] for i in range(6)]
-        assert _rules_of(redis_client, dep, third) == {"version-two"}
+        assert deciding_rules(redis_client, dep, third) == {"version-two"}
         assert "rules.yaml:6:5" in dep.http.get("/readyz").json()["rules"]["refused_change"]

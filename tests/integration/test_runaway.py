@@ -14,23 +14,11 @@ from tests.fakes.server import FakeProvidersServer
 from tests.helpers_redis import RedisServer
 from tests.integration.harness import Deployment
 from tests.integration.test_faults import settled
+from tests.samples import TOGGLE_RULES
 from worker.delivery.dlq import DeadLetterQueue
 from worker.processing.failures import replay_one
 
 pytestmark = pytest.mark.integration
-
-TOGGLE = """\
-version: 1
-rules:
-  - name: open-when-closed
-    on: message.received
-    when: {ticket: closed}
-    then: [open_ticket]
-  - name: close-when-open
-    on: message.received
-    when: {ticket: open}
-    then: [close_ticket]
-"""
 
 
 def test_a_ticket_toggled_forever_is_capped_across_workers(
@@ -39,7 +27,7 @@ def test_a_ticket_toggled_forever_is_capped_across_workers(
     fake_providers: FakeProvidersServer,
     tmp_path: Path,
 ) -> None:
-    (tmp_path / "rules.yaml").write_text(TOGGLE)
+    (tmp_path / "rules.yaml").write_text(TOGGLE_RULES)
     with Deployment(redis_server.url, env=fake_providers.env(), rules=tmp_path, workers=2) as dep:
         ids = []
         for n in range(12):

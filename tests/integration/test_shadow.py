@@ -17,33 +17,9 @@ from tests.fakes.server import FakeProvidersServer
 from tests.helpers_redis import RedisServer
 from tests.integration.harness import REPO_ROOT, Deployment
 from tests.integration.test_storage_bounds import unbounded_keys
+from tests.samples import SHADOW_RULES, message_received
 
 pytestmark = pytest.mark.integration
-
-RULES = """\
-version: 1
-limits: {tickets_per_conversation: 5/10m}
-rules:
-  - name: open-on-help
-    on: message.received
-    when: {data.body: {contains: help}, ticket: closed}
-    then: [open_ticket]
-  - name: close-on-thanks
-    shadow: true
-    on: message.received
-    when: {data.body: {contains: thank}, ticket: open}
-    then: [close_ticket]
-"""
-
-
-def message(conversation: int, body: str) -> bytes:
-    return json.dumps(
-        {
-            "event": "message.received",
-            "timestamp": "2026-11-27T10:00:00Z",
-            "data": {"conversation_id": conversation, "from": "966500000001", "body": body},
-        }
-    ).encode()
 
 
 def test_a_shadow_rule_is_reported_and_never_called(
@@ -53,12 +29,12 @@ def test_a_shadow_rule_is_reported_and_never_called(
     tmp_path: Path,
 ) -> None:
     rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
+    rules.write_text(SHADOW_RULES)
     env = fake_providers.env()
     with Deployment(redis_server.url, env=env, rules=rules) as dep:
         for conversation in (301, 302):
             for body in ("help please", "thanks!"):
-                response = dep.post(message(conversation, body))
+                response = dep.post(message_received(conversation, body))
                 assert response.status_code == 202, response.text
         dep.wait_for(
             lambda: (

@@ -7,29 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from worker.ops.cli import main
+from tests.ops.support import run
+from tests.samples import SHADOW_RULES
 
-RULES = """\
-version: 1
-limits: {tickets_per_conversation: 4/10m}
-rules:
-  - name: open-on-help
-    on: message.received
-    when: {data.body: {contains: help}, ticket: closed}
-    then: [open_ticket]
-  - name: close-on-thanks
-    shadow: true
-    on: message.received
-    when: {data.body: {contains: thank}}
-    then: [close_ticket]
-"""
+# the shadow rule acts whatever the ticket's state, so `explain` shows why one action is skipped
+RULES = SHADOW_RULES.replace(", ticket: open}", "}")
 THANKS = {"event": "message.received", "data": {"conversation_id": 9, "body": "thanks"}}
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -63,7 +46,7 @@ def test_diff_says_when_a_shadow_rule_goes_live_and_limits_change(
     files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (files / "new").mkdir()
-    live = RULES.replace("    shadow: true\n", "").replace("4/10m", "8/1h")
+    live = RULES.replace("    shadow: true\n", "").replace("5/10m", "8/1h")
     (files / "new" / "rules.yaml").write_text(live)
     events = files / "events.jsonl"
     events.write_text(json.dumps(THANKS) + "\n")
@@ -75,7 +58,7 @@ def test_diff_says_when_a_shadow_rule_goes_live_and_limits_change(
     assert code == 0
     assert "close-on-thanks: was shadow, now live" in out
     assert (
-        "limits: tickets_per_conversation: 4/10m, comments_per_conversation: 60/10m -> "
+        "limits: tickets_per_conversation: 5/10m, comments_per_conversation: 60/10m -> "
         "tickets_per_conversation: 8/1h, comments_per_conversation: 60/10m"
     ) in out
 
@@ -84,9 +67,9 @@ def test_check_refuses_a_bad_limit_with_its_place(
     files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = files / "bad.yaml"
-    bad.write_text(RULES.replace("4/10m", "4 per 10m"))
+    bad.write_text(RULES.replace("5/10m", "5 per 10m"))
 
     code, _, err = run(capsys, "check", str(bad))
 
     assert code == 1
-    assert f"{bad}:2:36: error: 'tickets_per_conversation': found '4 per 10m'" in err
+    assert f"{bad}:2:36: error: 'tickets_per_conversation': found '5 per 10m'" in err

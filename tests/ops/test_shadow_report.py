@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from tests.helpers_redis import RedisServer
+from tests.samples import SHADOW_RULES
 from worker.engine import evaluate, load_ruleset_from_texts
 from worker.engine.model import ConversationState, Event
 from worker.engine.shadow import decide_shadows
@@ -19,20 +20,7 @@ from worker.ops.cli import main
 from worker.ops.shadow_report import build_shadow_report, render_shadow_report
 from worker.storage.shadow_log import ShadowLog
 
-RULES = """\
-version: 1
-rules:
-  - name: open-on-help
-    on: message.received
-    when: {data.body: {contains: help}}
-    then: [open_ticket]
-  - name: close-on-thanks
-    shadow: true
-    on: message.received
-    when: {data.body: {contains: thank}, ticket: open}
-    then: [close_ticket]
-"""
-RULESET = load_ruleset_from_texts({"rules.yaml": RULES})
+RULESET = load_ruleset_from_texts({"rules.yaml": SHADOW_RULES})
 OPEN = ConversationState(ticket_open=True)
 
 
@@ -57,7 +45,7 @@ def test_the_report_counts_would_have_actions_and_disagreements() -> None:
 
     (row,) = build_shadow_report(client, RULESET, since=timedelta(hours=24), now=now)
 
-    assert (row.rule, row.file, row.line) == ("close-on-thanks", "rules.yaml", 7)
+    assert (row.rule, row.file, row.line) == ("close-on-thanks", "rules.yaml", 8)
     assert (row.decided, row.matched, row.acted) == (6, 5, 5)
     assert row.would == {"close_ticket": 5}
     (disagreement,) = row.disagreements
@@ -67,14 +55,14 @@ def test_the_report_counts_would_have_actions_and_disagreements() -> None:
     week = build_shadow_report(client, RULESET, since=timedelta(days=7), now=now)
     assert week[0].would == {"close_ticket": 6}
     text = render_shadow_report([row], since=timedelta(hours=24))
-    assert "close-on-thanks  [rules.yaml:7]  (last 24h)" in text
+    assert "close-on-thanks  [rules.yaml:8]  (last 24h)" in text
     assert "would have close_ticket: 5" in text
     assert "disagrees 5x: shadow would close_ticket where live did not" in text
     assert "    e.g. conversation 0, delivery 0-thank you-" in text
 
 
 def test_a_ruleset_without_shadow_rules_says_so() -> None:
-    ruleset = load_ruleset_from_texts({"r.yaml": RULES.replace("    shadow: true\n", "")})
+    ruleset = load_ruleset_from_texts({"r.yaml": SHADOW_RULES.replace("    shadow: true\n", "")})
     reports = build_shadow_report(fakeredis.FakeRedis(), ruleset, since=timedelta(hours=1), now=0)
 
     assert reports == []
@@ -90,7 +78,7 @@ def test_the_command_reads_the_deployment(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("REDIS_URL", redis_server.url)
-    (tmp_path / "rules.yaml").write_text(RULES)
+    (tmp_path / "rules.yaml").write_text(SHADOW_RULES)
     monkeypatch.setenv("RULES_PATH", str(tmp_path / "rules.yaml"))
     decide_and_record(redis_client, "1042", "thanks", at=time.time())
     decide_and_record(redis_client, "1043", "help", at=time.time())

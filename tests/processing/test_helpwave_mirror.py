@@ -7,7 +7,6 @@ Edge tier: fakeredis, the real Inbox, processor and executor, and the fake HelpW
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import warnings
@@ -22,16 +21,14 @@ from starlette.exceptions import StarletteDeprecationWarning
 from tests.fakes.helpwave_fake import HelpWaveConfig
 from tests.fakes.providers import FakeProviders, create_app
 from tests.fakes.server import FakeControl
+from tests.processing.support import Clock, accept_as_receiver
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.retry import RetryPolicy
 from worker.engine import load_ruleset
-from worker.engine.envelope import parse_webhook
-from worker.engine.model import Event
 from worker.helpdesks.helpwave import HelpWaveClient
 from worker.processing.actions import ActionExecutor
 from worker.processing.processor import ConversationProcessor
 from worker.storage.conversations import ConversationStore
-from worker.storage.inbox import Inbox
 from worker.storage.keys import state as state_key
 from worker.storage.records import DeliveryRecord
 
@@ -44,14 +41,6 @@ MIRROR = Path(__file__).resolve().parents[2] / "rules" / "10-helpwave-mirror.yam
 KEY = "hw-key"
 CREATE = "helpwave-ticket-on-customer-message#0"
 COMMENT = "helpwave-mirror-customer-message#0"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -85,16 +74,7 @@ class Mirror:
                 },
             }
         ).encode()
-        event = parse_webhook(raw)
-        assert isinstance(event, Event)
-
-        async def accept() -> str:
-            client = fakeredis.FakeAsyncRedis(server=self.server)
-            result = await Inbox(client, now=self.clock).accept(raw, event, dry_run=False)
-            await client.aclose()
-            return result.delivery_id
-
-        delivery = asyncio.run(accept())
+        delivery = accept_as_receiver(self.server, self.clock, raw)
         self.processor.drain(str(conversation))
         record = self.store.load(delivery)
         assert record is not None

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.processing.test_processor import World, build, status
+from tests.processing.support import World, build, status
 from worker.delivery.parking import ParkingLot
 from worker.delivery.recovery import Recovery
 from worker.engine.decision import Decision

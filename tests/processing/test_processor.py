@@ -1,196 +1,21 @@
-"""The drain of one conversation, with fakes: fakeredis for Redis, httpx.MockTransport for
-AwalChat and HelpWave. Deliveries are accepted by the real Inbox, as the receiver does."""
+"""The drain of one conversation, with fakes (tests/processing/support.py): fakeredis for
+Redis, httpx.MockTransport for AwalChat and HelpWave. Deliveries are accepted by the real
+Inbox, as the receiver does."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-import fakeredis
 import httpx
 import pytest
 
-from worker.delivery.dlq import DeadLetterQueue
-from worker.delivery.gate import Observations, RateGate
+from tests.processing.support import Clock, Handler, World, build, ok, status
+from tests.samples import TOGGLE_RULES
 from worker.delivery.parking import ParkingLot
-from worker.delivery.ratelimit import RateLimiter, parse_rate
-from worker.delivery.retry import RetryPolicy
-from worker.engine import load_ruleset_from_texts
-from worker.engine.envelope import parse_webhook
-from worker.engine.model import Event
-from worker.helpdesks.awalchat import AwalChatClient
-from worker.helpdesks.helpwave import HelpWaveClient
-from worker.processing.actions import ActionExecutor
 from worker.processing.failures import replay_one
-from worker.processing.processor import ConversationProcessor
-from worker.storage.conversations import ConversationStore
 from worker.storage.drains import DrainSteps
-from worker.storage.inbox import Inbox
-from worker.storage.keys import (
-    DECISION_LOG_CONV_LIMIT,
-    DEFAULT_STATE_RETENTION,
-    QUIET_RECORD_TTL,
-)
-
-RULES = """
-version: 1
-rules:
-  - name: open-on-help
-    on: message.received
-    when: {data.body: {contains: help}, ticket: closed}
-    then:
-      - open_ticket
-      - helpwave.create_ticket: {Channel: Helpwave, name: "WhatsApp {{ data.from }}"}
-  - name: close-on-thanks
-    on: message.received
-    when: {data.body: {contains: thank}, ticket: open}
-    then: [close_ticket]
-"""
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-@dataclass
-class Provider:
-    """A scripted provider: answers from `answers` (FIFO) then 200s; records every call."""
-
-    answers: list[Handler] = field(default_factory=list)
-    calls: list[httpx.Request] = field(default_factory=list)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.calls.append(request)
-        if self.answers:
-            return self.answers.pop(0)(request)
-        return ok(request)
-
-    def routes(self) -> list[str]:
-        return [
-            json.loads(c.content)["route"] if "chat/events" in c.url.path else c.url.path
-            for c in self.calls
-        ]
-
-
-def ok(request: httpx.Request) -> httpx.Response:
-    path = request.url.path
-    if path.endswith("/customers"):
-        return httpx.Response(200, json={"success": True, "customer": {"id": 7}})
-    if path.endswith("/tickets"):
-        return httpx.Response(201, json={"success": True, "ticket": {"id": "987654321012345678"}})
-    route = json.loads(request.content)["route"]
-    status = "opened" if route == "openTicket" else "closed"
-    return httpx.Response(200, json={"status": True, "data": {"ticket_id": 5, "status": status}})
-
-
-def status(code: int, **headers: str) -> Handler:
-    return lambda request: httpx.Response(code, headers=headers, json={"error": "x"})
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class World:
-    redis: fakeredis.FakeRedis
-    server: fakeredis.FakeServer
-    provider: Provider
-    clock: Clock
-    processor: ConversationProcessor
-    parking: ParkingLot
-    dlq: DeadLetterQueue
-    store: ConversationStore
-    limiter: RateLimiter
-
-    def accept(self, conversation: int, body: str, *, dry_run: bool = False) -> str:
-        return self.accept_raw(
-            json.dumps(
-                {
-                    "event": "message.received",
-                    "timestamp": "2026-11-27T10:00:00Z",
-                    "data": {"conversation_id": conversation, "from": "966500000001", "body": body},
-                }
-            ).encode(),
-            dry_run=dry_run,
-        )
-
-    def accept_raw(self, raw: bytes, *, dry_run: bool = False) -> str:
-        event = parse_webhook(raw)
-        assert isinstance(event, Event)
-
-        async def go() -> str:
-            client = fakeredis.FakeAsyncRedis(server=self.server)
-            result = await Inbox(client, now=self.clock).accept(raw, event, dry_run=dry_run)
-            await client.aclose()
-            return result.delivery_id
-
-        return asyncio.run(go())
-
-
-def build(
-    dry_run: bool = False,
-    rate: str | None = None,
-    *,
-    retention: int = DEFAULT_STATE_RETENTION,
-    run_budget: float = 20.0,
-    rules: str = RULES,
-) -> World:
-    server = fakeredis.FakeServer()
-    client = fakeredis.FakeRedis(server=server)
-    provider = Provider()
-    clock = Clock()
-    limiter = RateLimiter(client)
-    observations = Observations(client)  # as the worker's: lessons go with the next step
-    if rate is not None:
-        limiter.configure("awalchat:shop", parse_rate(rate))
-
-    def http(destination: str) -> httpx.Client:
-        gate = RateGate(
-            limiter,
-            lambda _r: destination,
-            clock=clock,
-            sleep=lambda _s: None,
-            observations=observations,
-        )
-        return gate.install(httpx.Client(transport=httpx.MockTransport(provider), timeout=5))
-
-    store = ConversationStore(client, retention=retention, clock=clock)
-    parking = ParkingLot(client)
-    dlq = DeadLetterQueue(client)
-    executor = ActionExecutor(
-        awalchat=AwalChatClient(
-            http("awalchat:shop"),
-            base_url="http://awalchat.test/api/developer",
-            hmac_secret="s",
-            client_id="c",
-            domain="shop",
-            clock=clock,
-        ),
-        helpwave=HelpWaveClient(http("helpwave:hw"), base_url="http://helpwave.test", api_key="k"),
-        default_phone_number_id="100",
-    )
-    ruleset = load_ruleset_from_texts({"rules.yaml": rules})
-    processor = ConversationProcessor(
-        store=store,
-        rules=lambda: ruleset,
-        executor=executor,
-        retry=RetryPolicy(),
-        dead_letters=dlq,
-        park=parking.park,
-        dry_run=dry_run,
-        clock=clock,
-        rng=random.Random(1),
-        run_budget=run_budget,
-        observations=observations,
-    )
-    return World(client, server, provider, clock, processor, parking, dlq, store, limiter)
+from worker.storage.keys import DECISION_LOG_CONV_LIMIT, QUIET_RECORD_TTL
 
 
 @pytest.fixture
@@ -467,22 +292,8 @@ def test_worker_metrics_label_unknown_event_names_other(world: World) -> None:
     assert samples == {"message.received": 1.0, "other": 2.0}
 
 
-TOGGLE = """
-version: 1
-rules:
-  - name: open-when-closed
-    on: message.received
-    when: {ticket: closed}
-    then: [open_ticket]
-  - name: close-when-open
-    on: message.received
-    when: {ticket: open}
-    then: [close_ticket]
-"""
-
-
 def test_two_rules_toggling_a_ticket_forever_are_stopped_by_the_breaker() -> None:
-    world = build(rules=TOGGLE)
+    world = build(rules=TOGGLE_RULES)
     for n in range(10):  # a sender repeating the event with new bytes
         world.accept(18, f"again {n}")
     world.processor.drain("18")

@@ -3,30 +3,23 @@ views, never carried out, recorded on the delivery and counted for the report.""
 
 from __future__ import annotations
 
-from tests.processing.test_processor import build
+from tests.processing.support import build
+from tests.samples import SHADOW_RULES, TOGGLE_RULES
 from worker.storage import keys
 from worker.storage.decision_log import describe_delivery, render_delivery
 from worker.storage.shadow_log import ShadowLog
 from worker.storage.timers import rule_tag
 
-RULES = """
+OPEN_ON_ANYTHING = """\
 version: 1
 rules:
-  - name: open-on-help
-    on: message.received
-    when: {data.body: {contains: help}, ticket: closed}
-    then: [open_ticket]
-  - name: close-on-thanks
-    shadow: true
-    on: message.received
-    when: {data.body: {contains: thank}, ticket: open}
-    then: [close_ticket]
   - name: open-on-anything
     shadow: true
     on: message.received
     when: {ticket: closed}
     then: [open_ticket]
 """
+RULES = {"rules.yaml": SHADOW_RULES, "shadow.yaml": OPEN_ON_ANYTHING}  # taken in name order
 
 
 def test_shadow_rules_never_act_and_keep_views_of_their_own() -> None:
@@ -127,18 +120,10 @@ def test_a_ruleset_without_shadow_rules_writes_nothing_for_them() -> None:
     assert not list(world.redis.scan_iter("tw:*shadow*"))
 
 
-TOGGLE = """
+SHADOW_TOGGLE = """\
 version: 1
 limits: {tickets_per_conversation: 3/10m}
 rules:
-  - name: open-when-closed
-    on: message.received
-    when: {ticket: closed}
-    then: [open_ticket]
-  - name: close-when-open
-    on: message.received
-    when: {ticket: open}
-    then: [close_ticket]
   - name: shadow-toggle
     shadow: true
     on: message.received
@@ -147,7 +132,7 @@ rules:
 
 
 def test_the_files_limits_reach_the_breaker_and_shadow_actions_are_not_counted() -> None:
-    world = build(rules=TOGGLE)
+    world = build(rules={"rules.yaml": TOGGLE_RULES, "shadow.yaml": SHADOW_TOGGLE})
     for n in range(6):
         world.accept(19, f"again {n}")
     world.processor.drain("19")

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import cast
 
-from tests.processing.test_processor import World, build, ok, status
+from tests.processing.support import World, build, ok, status
 from worker.delivery.parking import ParkingLot
 from worker.engine import load_ruleset_from_texts
 from worker.engine.decision import Decision
