@@ -99,7 +99,7 @@ class RateGate:
         waited = 0.0
         while True:
             now = self._clock()
-            wait = self._limiter.reserve(destination, now, after=self._held_lessons())
+            wait = self._limiter.reserve(destination, now, first=self._held_lessons())
             if wait <= 0:
                 break
             if waited + wait > self._max_inline_wait:
@@ -113,13 +113,12 @@ class RateGate:
         if waited and self._on_wait is not None:
             self._on_wait(destination, waited)
 
-    def _held_lessons(self) -> redis.client.Pipeline | None:
-        """A pipeline holding this thread's held lessons, or None when it holds none."""
+    def _held_lessons(self) -> Callable[[redis.client.Pipeline], None] | None:
+        """What queues this thread's held lessons on the reservation's round trip (None
+        when it holds none)."""
         if self._observations is None or not self._observations.pending():
             return None
-        pipe = self._limiter.pipeline()
-        self._observations.queue_on(pipe)
-        return pipe
+        return self._observations.queue_on
 
     def on_response(self, response: httpx.Response) -> None:
         """Teach the budget what the provider's answer says about it."""

@@ -36,12 +36,14 @@ When a 429 and `remaining == 0` disagree on the wait, the later time wins.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import redis
 
 from worker.delivery.budget_scripts import OBSERVE, RESERVE
+from worker.delivery.spare_slots import SpareSlots
 from worker.storage import keys
 from worker.storage.pipelined import register_script
 
@@ -125,10 +127,7 @@ class RateLimiter:
         self._rates: dict[str, Rate] = {}
         self._reserve = register_script(redis_client, RESERVE)
         self._observe = register_script(redis_client, OBSERVE)
-
-    def pipeline(self) -> redis.client.Pipeline:
-        """A pipeline on the budget's Redis (for `reserve(after=...)`)."""
-        return self._redis.pipeline(transaction=False)
+        self._spares = SpareSlots()
 
     def key(self, destination: str) -> str:
         """The Redis hash holding the destination's shared state."""
@@ -142,11 +141,18 @@ class RateLimiter:
             self._rates[destination] = rate
 
     def reserve(
-        self, destination: str, now: float, *, after: redis.client.Pipeline | None = None
+        self,
+        destination: str,
+        now: float,
+        *,
+        first: Callable[[redis.client.Pipeline], None] | None = None,
     ) -> float:
         """Take one call slot: 0.0 means call now; otherwise the seconds to wait before
-        asking again (nothing was taken). Atomic across every worker. `after`: a pipeline
-        holding writes that go first, sent together."""
+        asking again (nothing was taken). Atomic across every worker. A spare slot this
+        process took earlier is used without a round trip (`spare_slots`). `first`: queues
+        writes that go first, when a round trip is made."""
+        if self._spares.take(destination, now):
+            return 0.0
         rate = self._rates.get(destination)
         args = [
             _arg(now),
@@ -156,12 +162,27 @@ class RateLimiter:
             str(self._ttl),
             *self._probe,
         ]
-        if after is None:
-            answer = self._reserve(keys=[self.key(destination)], args=args)
-        else:
-            self._reserve(keys=[self.key(destination)], args=args, client=after)
-            answer = after.execute()[-1]
-        return max(0.0, float(answer))
+        key = self.key(destination)
+        wanted = self._spares.want(destination)
+        pipe = self._redis.pipeline(transaction=False)
+        if first is not None:
+            first(pipe)
+        for _ in range(wanted):
+            self._reserve(keys=[key], args=args, client=pipe)
+        pipe.hmget(key, "left", "ends", "reset")
+        *answers, (left, ends, reset) = pipe.execute()[-wanted - 1 :]
+        waits = [max(0.0, float(answer)) for answer in answers]
+        granted = sum(1 for wait in waits if wait == 0.0)
+        window_ends = min(float(ends or reset or 0), float(reset or 0)) or None
+        self._spares.keep(
+            destination,
+            granted - 1,
+            now=now,
+            left=None if left is None else int(left),
+            window_ends=window_ends,
+            guard=self._guard,
+        )
+        return 0.0 if granted else waits[0]
 
     def observe(
         self,
