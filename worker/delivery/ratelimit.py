@@ -117,13 +117,14 @@ class RateLimiter:
         ttl: int = keys.RATE_TTL,
         probe_timeout: float = 1.0,
         probe_poll: float = 0.01,
+        landing: float = 1.0,
     ) -> None:
         self._redis = redis_client
         self._prefix = prefix
         self._guard = guard
         self._fallback = pause_without_retry_after
         self._ttl = ttl
-        self._probe = (_arg(probe_timeout), _arg(probe_poll))
+        self._probe = (_arg(probe_timeout), _arg(probe_poll), _arg(landing))
         self._rates: dict[str, Rate] = {}
         self._reserve = register_script(redis_client, RESERVE)
         self._observe = register_script(redis_client, OBSERVE)
