@@ -63,7 +63,7 @@ if limit and reset > 0 and now >= ends + guard then
   end
   ends, est, probe = reset, true, 0
   redis.call('HDEL', key, 'low')
-  redis.call('HSET', key, 'reset', fmt(reset), 'ends', fmt(ends), 'est', '1', 'probe', '0',
+  redis.call('HSET', key, 'gone', f[4], 'reset', fmt(reset), 'ends', fmt(ends), 'est', '1', 'probe', '0',
              'charged', charged, 'got', 0, 'late', 0, 'out', out, 'carried', charged,
              'left', limit - charged)
   late = 0
@@ -108,12 +108,13 @@ local ttl, fallback, same = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[
 local hint_count, hint_period = tonumber(ARGV[11]), tonumber(ARGV[12])
 local f = redis.call('HMGET', key, 'paused_until', 'limit', 'reset', 'window', 'est', 'seen',
                      'first', 'ends', 'nohint', 'charged', 'got', 'low', 'late', 'out',
-                     'carried')
+                     'carried', 'gone')
 local paused, limit, reset = tonumber(f[1]) or 0, tonumber(f[2]), tonumber(f[3]) or 0
 local window, est, seen = tonumber(f[4]), f[5] == '1', tonumber(f[6]) or 0
 local first, ends, nohint = tonumber(f[7]), tonumber(f[8]), f[9] == '1'
 local charged, got, low = tonumber(f[10]) or 0, tonumber(f[11]) or 0, tonumber(f[12])
 local late, out, carried = tonumber(f[13]) or 0, tonumber(f[14]) or 0, tonumber(f[15]) or 0
+local gone = tonumber(f[16]) or 0  -- the reset of the window RESERVE last saw end
 if hlimit and hlimit > 0 then limit = hlimit end
 local stale = false
 if hreset then
@@ -128,12 +129,13 @@ if hreset then
     first = math.min(first, now)
   end
   if hreset > seen then seen = hreset end
-  if reset > 0 and hreset < reset - same then
+  if (reset > 0 and hreset < reset - same) or (gone > 0 and hreset <= gone + same) then
     -- Counted in an older window: one fewer of its calls can still land in this one.
     stale = true
     out = math.max(0, out - 1)
     if carried > out then charged, carried = math.max(0, charged - carried + out), out end
-  elseif reset > 0 and hreset <= reset + same then
+  elseif (reset > 0 and hreset <= reset + same) or (reset == 0 and gone > 0) then
+    -- This window (its first answer, when RESERVE began it without knowing its reset)
     got = got + 1
     if hleft then low = math.min(low or hleft, hleft) end
     reset = hreset
