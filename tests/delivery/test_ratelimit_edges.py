@@ -29,7 +29,9 @@ def limiter(server: fakeredis.FakeServer) -> RateLimiter:
     return RateLimiter(fakeredis.FakeRedis(server=server))
 
 
-def teach(rl: RateLimiter, remaining: int | None, reset: float, now: float, status: int = 200) -> None:
+def teach(
+    rl: RateLimiter, remaining: int | None, reset: float, now: float, status: int = 200
+) -> None:
     rl.observe(
         DEST,
         status=status,
@@ -47,8 +49,9 @@ def granted(rl: RateLimiter, now: float, tries: int = 10) -> int:
 
 
 def field_of(rl: RateLimiter, name: str) -> float:
+    """A field of the budget's hash (`worker.delivery.budget_scripts` names them)."""
     value = rl._redis.hget(rl.key(DEST), name)
-    return float(value) if value is not None else math.nan  # type: ignore[arg-type]
+    return float(value) if value is not None else math.nan
 
 
 def a_window_known(rl: RateLimiter) -> None:
@@ -198,7 +201,9 @@ def test_workers_with_stalls_kills_and_late_answers_never_exceed_the_budget(
         if kind == "reserve":
             wait = rls[worker].reserve(DEST, now)
             if wait > 0:
-                heapq.heappush(events, (now + wait + rng.uniform(0, 0.002), seq, worker, kind, None))
+                heapq.heappush(
+                    events, (now + wait + rng.uniform(0, 0.002), seq, worker, kind, None)
+                )
                 continue
             calls += 1
             stall = rng.uniform(0.1, 0.6) if rng.random() < 0.15 else rng.uniform(0.002, 0.03)

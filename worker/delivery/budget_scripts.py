@@ -1,8 +1,8 @@
 """The rate budget's two Lua scripts (`worker.delivery.ratelimit` explains the pacing).
 
 RESERVE  KEYS[1] the budget hash; ARGV now, configured count and period, guard, ttl,
-         probe_timeout, probe_poll, landing -> '0' (call now) or the seconds to wait, at
-         least 1 µs (nothing taken)
+         probe_timeout, probe_poll, landing -> '0' (call now) or the seconds to wait, never
+         under 1e-6 (nothing taken)
 OBSERVE  KEYS[1] the budget hash; ARGV now, status, limit, remaining, reset, retry_after,
          guard, ttl, fallback pause, same-reset tolerance, configured count and period
 
@@ -63,8 +63,8 @@ if limit and reset > 0 and now >= ends + guard then
   end
   ends, est, probe = reset, true, 0
   redis.call('HDEL', key, 'low')
-  redis.call('HSET', key, 'gone', f[4], 'reset', fmt(reset), 'ends', fmt(ends), 'est', '1', 'probe', '0',
-             'charged', charged, 'got', 0, 'late', 0, 'out', out, 'carried', charged,
+  redis.call('HSET', key, 'gone', f[4], 'reset', fmt(reset), 'ends', fmt(ends), 'est', '1',
+             'probe', '0', 'charged', charged, 'got', 0, 'late', 0, 'out', out, 'carried', charged,
              'left', limit - charged)
   late = 0
 end
