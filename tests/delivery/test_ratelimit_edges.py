@@ -233,3 +233,16 @@ def test_workers_with_stalls_kills_and_late_answers_never_exceed_the_budget(
     assert max(provider.counts.values()) <= provider.limit
     busy = sorted(provider.counts)[1:-1]
     assert sum(provider.counts[w] for w in busy) >= 0.7 * provider.limit * len(busy)
+
+
+def test_a_new_window_ending_sooner_than_guessed_is_confirmed_by_its_probe(
+    server: fakeredis.FakeServer,
+) -> None:
+    rl = limiter(server)
+    a_window_known(rl)
+    teach(rl, LIMIT - 2, END + 10, END + 0.1)  # a call of the next window: 10 s windows
+    assert granted(rl, END + 10.05) == 1  # the probe of the window guessed to end at END + 20
+    teach(rl, LIMIT - 1, END + 19, END + 10.1)  # the provider's ends a second sooner
+    assert field_of(rl, "est") == 0
+    assert field_of(rl, "reset") == END + 19
+    assert granted(rl, END + 10.1) == LIMIT - 1

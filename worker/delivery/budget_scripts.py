@@ -114,7 +114,9 @@ local window, est, seen = tonumber(f[4]), f[5] == '1', tonumber(f[6]) or 0
 local first, ends, nohint = tonumber(f[7]), tonumber(f[8]), f[9] == '1'
 local charged, got, low = tonumber(f[10]) or 0, tonumber(f[11]) or 0, tonumber(f[12])
 local late, out, carried = tonumber(f[13]) or 0, tonumber(f[14]) or 0, tonumber(f[15]) or 0
-local gone = tonumber(f[16]) or 0  -- the reset of the window RESERVE last saw end
+local gone = tonumber(f[16]) or 0  -- the reset of the last window known to have ended
+-- RESERVE began this window at the old one's end; its reset is a guess until answered
+local begun = est and gone > 0
 if hlimit and hlimit > 0 then limit = hlimit end
 local stale = false
 if hreset then
@@ -129,13 +131,13 @@ if hreset then
     first = math.min(first, now)
   end
   if hreset > seen then seen = hreset end
-  if (reset > 0 and hreset < reset - same) or (gone > 0 and hreset <= gone + same) then
+  if hreset <= gone + same or (not begun and reset > 0 and hreset < reset - same) then
     -- Counted in an older window: one fewer of its calls can still land in this one.
     stale = true
     out = math.max(0, out - 1)
     if carried > out then charged, carried = math.max(0, charged - carried + out), out end
-  elseif (reset > 0 and hreset <= reset + same) or (reset == 0 and gone > 0) then
-    -- This window (its first answer, when RESERVE began it without knowing its reset)
+  elseif begun or (reset > 0 and hreset <= reset + same) then
+    -- This window (its first answer, when RESERVE began it: the reset is the provider's)
     got = got + 1
     if hleft then low = math.min(low or hleft, hleft) end
     reset = hreset
@@ -144,6 +146,7 @@ if hreset then
     -- one included, may be counted in it.
     out = math.max(0, charged - got)
     charged, carried, got, low, late = out, out, 1, hleft, 0
+    if reset > 0 then gone = reset end
     reset = hreset
   end
   if not stale then est = false end
@@ -176,7 +179,8 @@ if status == 429 then
 end
 local fields = {'paused_until', fmt(paused), 'reset', fmt(reset), 'seen', fmt(seen),
                 'answered', '1', 'est', est and '1' or '0', 'nohint', nohint and '1' or '0',
-                'charged', charged, 'got', got, 'late', late, 'out', out, 'carried', carried}
+                'charged', charged, 'got', got, 'late', late, 'out', out, 'carried', carried,
+                'gone', fmt(gone)}
 local function put(name, value) table.insert(fields, name); table.insert(fields, value) end
 if first then put('first', fmt(first)) end
 if ends then put('ends', fmt(ends)) end
