@@ -151,7 +151,7 @@ def environment(url: str, fake: FakeProvidersServer, rules: Path) -> dict[str, s
         "REDIS_URL": url,
         "RULES_PATH": str(rules),
         "WORKER_METRICS_PORT": "0",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("E2E_EXTRA_PATH")])),
+        "PYTHONPATH": str(ROOT),
         "LOG_LEVEL": "WARNING",
     }
 
