@@ -230,3 +230,12 @@ def test_a_proxy_in_the_environment_keeps_httpx_own_transport(
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     with new_http_client(timeout_seconds=1) as http:
         assert not isinstance(http._transport, KeepAliveTransport)
+
+
+def test_a_cookie_an_answer_sets_is_not_sent_back() -> None:
+    setting = OK.replace(b"Content-Length", b"Set-Cookie: session=abc; Path=/\r\nContent-Length")
+    with server(answering(setting)) as (url, seen), new_http_client(timeout_seconds=5) as http:
+        http.get(url)
+        http.get(url)
+    assert all(b"cookie:" not in request.lower() for request in seen.requests)
+    assert len(http.cookies) == 0
