@@ -6,6 +6,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from worker.storage.decision_index import parse_entries
 from worker.storage.drain_scripts import SOLO_BATCH
 from worker.storage.drains import AGAIN, Batch, DrainSteps, QuietItem
 
@@ -74,9 +75,11 @@ def test_finish_quiet_stores_logs_pops_and_lets_go_in_one_step(r: fakeredis.Fake
     for delivery in ("e0", "e1"):
         assert r.hgetall(f"tw:delivery:{delivery}") == {b"dry_run": b"0", b"decision": b'{"q":1}'}
         assert 0 < r.ttl(f"tw:delivery:{delivery}") <= 86_400
-    entries = r.xrange("tw:decisions")
-    assert [e[1][b"d"] for e in entries] == [b"e0", b"e1"]
-    assert entries[0][1] == {b"d": b"e0", b"c": b"", b"e": b"message.status.updated", b"r": b""}
+    entries = parse_entries(r.xrange("tw:decisions"))
+    assert [(e.delivery_id, e.conversation, e.event, e.rules) for e in entries] == [
+        ("e0", "", "message.status.updated", ()),
+        ("e1", "", "message.status.updated", ()),
+    ]
     assert not r.exists("tw:lock:d:e0", "tw:lock:d:e1", "tw:inbox:d:e0", "tw:inbox:d:e1")
     assert isinstance(following, tuple)  # the next ready work, taken in the same step
     assert following[:2] == ("c", "7")

@@ -35,6 +35,12 @@ out. Ready lanes are taken before ready conversations (`take_ready`), and a lane
 `advance_lane` pops its finished head and opens the next, or lets the lane go and takes
 the next ready work, like `advance`.
 
+Events of no conversation (`d:{delivery}`, one event each: `message.status.updated`) are
+taken in batches: when `take_ready` takes one, it takes more (SOLO_BATCH in all) from the
+front of `tw:ready` in the same script (each locked and marked active alike), and
+`finish_quiet` finishes those no rule listens to in one script
+(worker.processing.solo_batch). Replies are read by `worker.storage.drain_replies`.
+
 A timer item (`t...`, worker.storage.timers) is opened with the state of its own view only:
 its delivery record is made when it is carried out (worker.processing.timer_items).
 """
