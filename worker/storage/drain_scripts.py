@@ -69,11 +69,14 @@ local function take_lane(member, token)
   return head
 end
 -- more conversations of no conversation ('d:...', one event each) from the front of the
--- ready list, after the first one taken, up to SOLO_BATCH: each locked and opened alike
+-- ready list, after the first one taken, up to SOLO_BATCH in all, each locked and opened
+-- alike; held or finished ones are skipped as take_ready skips them (at most as many)
 local function take_solo(batch, token)
-  while #batch < 2 * """
+  local size = """
     + str(SOLO_BATCH)
-    + """ do
+    + """
+  for _ = 1, 2 * size do
+    if #batch >= 2 * size then break end
     local conv = redis.call('LINDEX', KEYS[2], 0)
     if not conv or string.sub(conv, 1, 2) ~= 'd:' then break end
     redis.call('LPOP', KEYS[2])
