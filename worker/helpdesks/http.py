@@ -32,6 +32,7 @@ from worker.errors import (
     HelpdeskUnavailableError,
     RateLimitedError,
 )
+from worker.helpdesks.transport import KeepAliveTransport, proxy_configured
 
 _MAX_NUMBER_CHARS = 32  # longer header values are garbage, not numbers
 _MAX_DETAIL_CHARS = 200
@@ -52,7 +53,10 @@ class RateLimitInfo:
 def new_http_client(
     *, timeout_seconds: float, transport: httpx.BaseTransport | None = None
 ) -> httpx.Client:
-    """An `httpx.Client` suited to the helpdesk clients: every call bounded by the timeout."""
+    """An `httpx.Client` suited to the helpdesk clients: every call bounded by the timeout,
+    sent through `KeepAliveTransport` unless another is given or a proxy is configured."""
+    if transport is None and not proxy_configured():
+        transport = KeepAliveTransport()
     return httpx.Client(timeout=httpx.Timeout(timeout_seconds), transport=transport)
 
 
