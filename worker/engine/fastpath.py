@@ -30,13 +30,15 @@ from typing import Any, Final
 
 from worker.engine.checks import Check, Shape
 from worker.engine.codegen import HELPERS, SourceBuilder, condition_expression
-from worker.engine.model import PlannedAction
+from worker.engine.model import PlannedAction, planned_action
 from worker.engine.multi_match import PatternSet
 from worker.engine.planning import (
     NO_CONVERSATION,
+    BlankText,
     NoHelpWaveTicket,
     SkipTest,
     TicketIs,
+    is_blank,
     planning_of,
 )
 from worker.engine.templates import compile_value, text_pieces
@@ -160,11 +162,41 @@ def _params(src: SourceBuilder, step: ActionStep) -> list[str]:
     return lines
 
 
+def _fixed(src: SourceBuilder, name: str, step: ActionStep) -> list[str]:
+    """Lines appending the planned action of a step without placeholders: one object per
+    skip reason (and one not skipped), built here, shared by every decision that plans it
+    (a PlannedAction is immutable; its params are never changed)."""
+    planning = planning_of(step.kind)
+    params = dict(step.fixed)
+
+    def planned(reason: str | None) -> str:
+        return src.const(planned_action(name, step.index, step.kind, params, reason))
+
+    lines = ["if nc:", f"    acts.append({planned(NO_CONVERSATION)})"]
+    for skip in planning.skips:
+        test = skip.test
+        if isinstance(test, BlankText):  # the params are known: so is whether it holds
+            if not is_blank(params.get(test.param)):
+                continue
+            lines += ["else:", f"    acts.append({planned(skip.reason)})"]
+            return lines
+        lines += [f"elif {_skip_test(src, test)}:", f"    acts.append({planned(skip.reason)})"]
+    lines += ["else:", f"    acts.append({planned(None)})"]
+    if planning.sets_ticket_open is not None:
+        lines.append(f"    to = {'True' if planning.sets_ticket_open else 'False'}")
+    if planning.plans_helpwave_ticket:
+        lines.append("    hp = True")
+    return lines
+
+
 def _plan(src: SourceBuilder, entry: RuleEntry) -> list[str]:
     """Lines planning `entry`'s actions once it acts (PlannedAction built as in model)."""
     name = src.const(entry.name)
     lines = [f"names.append({name})"]
     for step in entry.actions:
+        if step.render is None:
+            lines += _fixed(src, entry.name, step)
+            continue
         lines += _params(src, step)
         lines += _planning(src, step.kind)
         lines += [

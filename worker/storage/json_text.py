@@ -1,0 +1,129 @@
+"""The JSON texts a delivery stores for a decision, built from fragments that repeat.
+
+`records.stored_texts` writes, per event, the decision's compact stored form and the state
+after. Most of that text is the same from one event to the next: a rule's action with
+parameters written in the rule (no placeholder) encodes the same way every time it is
+planned with the same skip reason, and `fastpath` plans such an action as one object
+built with the ruleset; the state's fields sit in a fixed frame. So the text is joined
+from fragments: each planned action's JSON array is encoded once per action object and
+kept on it (actions are immutable: their params are never changed once planned), the
+state's frame is written around its few values, and what varies (params with placeholders,
+names, the moment) is encoded with one reused C encoder.
+
+The output is byte-for-byte what `compact` gives for the same data as dicts and lists
+(`tests/storage/test_json_text.py` compares the two); anything unusual (cooldowns, waits,
+a value of an unexpected type) is encoded from its dict the ordinary way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from json.encoder import encode_basestring
+from math import isfinite
+from typing import Final
+
+from worker.engine.decision import Decision, wait_changes_json
+from worker.engine.model import ConversationState, PlannedAction
+
+_TEXT: Final = "_stored_json"  # where an action keeps its encoded array (not a field)
+
+
+def _plain(value: object) -> object:
+    """What JSON cannot encode as it is: a mapping other than a dict (action params)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_ENCODER: Final = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, check_circular=False, default=_plain
+)
+_make = getattr(json.encoder, "c_make_encoder", None)
+# What `_ENCODER.encode` runs for anything but a str, made once instead of per call.
+_chunks = (
+    None if _make is None else _make(None, _plain, encode_basestring, None, ":", ",", 0, 0, 1)
+)
+
+
+def encode(data: object) -> str:
+    """`data` as compact JSON text (no spaces, non-ASCII kept)."""
+    if _chunks is None or isinstance(data, str):
+        return _ENCODER.encode(data)
+    return "".join(_chunks(data, 0))
+
+
+def action_text(action: PlannedAction) -> str:
+    """`[rule, index, kind, params, skip_reason]` as JSON, encoded once per action."""
+    fields = action.__dict__
+    text: str | None = fields.get(_TEXT)
+    if text is None:
+        text = fields[_TEXT] = encode(
+            [action.rule, action.index, action.kind, action.params, action.skip_reason]
+        )
+    return text
+
+
+_FLAGS: Final = {True: "true", False: "false"}
+
+
+def state_text(state: ConversationState) -> str:
+    """`compact(state.to_json())`, written into its frame when it has no cooldowns or waits."""
+    ticket_open = state.ticket_open
+    planned = state.helpwave_ticket_planned
+    ticket_id = state.helpwave_ticket_id
+    if (
+        state.cooldowns
+        or state.waits
+        or type(ticket_open) is not bool
+        or type(planned) is not bool
+        or not (ticket_id is None or type(ticket_id) is str)
+    ):
+        return encode(state.to_json())
+    last = state.last_customer_message
+    return "".join(
+        (
+            '{"ticket_open":',
+            _FLAGS[ticket_open],
+            ',"helpwave_ticket_id":',
+            "null" if ticket_id is None else encode_basestring(ticket_id),
+            ',"helpwave_ticket_planned":',
+            _FLAGS[planned],
+            ',"cooldowns":{}}'
+            if last is None
+            else ',"cooldowns":{},"last_customer_message":"' + last.isoformat() + '"}',
+        )
+    )
+
+
+def _text(value: object) -> str:
+    """`encode(value)` for a str (most often) or None, without the general encoder."""
+    if type(value) is str:
+        return encode_basestring(value)
+    return "null" if value is None else encode(value)
+
+
+def decision_text(decision: Decision, after: str) -> str:
+    """The compact stored form of a decision `evaluate` made (`decided_at` set) as JSON,
+    with `after`, the state after's text (`state_text`), in it."""
+    assert decision.decided_at is not None
+    decided_at = decision.decided_at.timestamp()
+    parts = [
+        '{"ruleset_version":',
+        _text(decision.ruleset_version),
+        ',"event":',
+        _text(decision.event),
+        ',"conversation_id":',
+        _text(decision.conversation_id),
+        ',"decided_at":',
+        float.__repr__(decided_at) if isfinite(decided_at) else encode(decided_at),
+        ',"matched":',
+        encode(decision.matched_rules),
+        ',"actions":[',
+        ",".join(map(action_text, decision.actions)),
+        "]",
+    ]
+    if decision.wait_changes:
+        parts += (',"wait_changes":', encode(wait_changes_json(decision.wait_changes)))
+    parts += (',"state_after":', after, "}")
+    return "".join(parts)
