@@ -118,14 +118,37 @@ def _skip_test(src: SourceBuilder, test: SkipTest) -> str:
     return f"not (type(x := p.get({src.const(test.param)})) is str and x.strip()) and B(x)"
 
 
-def _planning(src: SourceBuilder, kind: str) -> list[str]:
-    """Lines setting the skip reason `s` of an action of `kind` whose params are in `p`, and
-    applying its effect to the projection when it is not skipped (`planning.plan_action`)."""
-    planning = planning_of(kind)
-    lines = ["if nc:", f"    s = {src.text(NO_CONVERSATION)}"]
+def _known_blank(step: ActionStep) -> dict[str, bool]:
+    """Whether each of the step's params is blank (`is_blank`), where the rule alone tells:
+    a value without placeholders, or a text with one and a literal not all whitespace."""
+    known = {}
+    for key, value in step.fixed.items():
+        if step.render is None or compile_value(value) is None:
+            known[key] = is_blank(value)
+        elif isinstance(value, str):
+            split = text_pieces(value)
+            if split is not None and any(text.strip() for text in split[0]):
+                known[key] = False
+    return known
+
+
+def _planning(
+    src: SourceBuilder, step: ActionStep, chosen: Callable[[str | None], str]
+) -> list[str]:
+    """Lines choosing the skip reason of the step's action (`chosen(reason)`: the statement
+    for it; the params are in `p`), and applying its effect to the projection when it is not
+    skipped (`planning.plan_action`). A skip test the rule alone decides is left out."""
+    planning = planning_of(step.kind)
+    known = _known_blank(step)
+    lines = ["if nc:", f"    {chosen(NO_CONVERSATION)}"]
     for skip in planning.skips:
-        lines += [f"elif {_skip_test(src, skip.test)}:", f"    s = {src.text(skip.reason)}"]
-    lines += ["else:", "    s = None"]
+        test = skip.test
+        if isinstance(test, BlankText) and (test.param in known or step.render is None):
+            if known.get(test.param, True):  # no such param: None, blank
+                return [*lines, "else:", f"    {chosen(skip.reason)}"]
+            continue
+        lines += [f"elif {_skip_test(src, test)}:", f"    {chosen(skip.reason)}"]
+    lines += ["else:", f"    {chosen(None)}"]
     if planning.sets_ticket_open is not None:
         lines.append(f"    to = {'True' if planning.sets_ticket_open else 'False'}")
     if planning.plans_helpwave_ticket:
@@ -162,31 +185,16 @@ def _params(src: SourceBuilder, step: ActionStep) -> list[str]:
     return lines
 
 
-def _fixed(src: SourceBuilder, name: str, step: ActionStep) -> list[str]:
-    """Lines appending the planned action of a step without placeholders: one object per
-    skip reason (and one not skipped), built here, shared by every decision that plans it
-    (a PlannedAction is immutable; its params are never changed)."""
-    planning = planning_of(step.kind)
+def _shared(src: SourceBuilder, rule: str, step: ActionStep) -> Callable[[str | None], str]:
+    """For a step without placeholders: one action object per skip reason, built here and
+    shared by every decision that plans it (immutable; its params are never changed)."""
     params = dict(step.fixed)
 
-    def planned(reason: str | None) -> str:
-        return src.const(planned_action(name, step.index, step.kind, params, reason))
+    def chosen(reason: str | None) -> str:
+        action = planned_action(rule, step.index, step.kind, params, reason)
+        return f"acts.append({src.const(action)})"
 
-    lines = ["if nc:", f"    acts.append({planned(NO_CONVERSATION)})"]
-    for skip in planning.skips:
-        test = skip.test
-        if isinstance(test, BlankText):  # the params are known: so is whether it holds
-            if not is_blank(params.get(test.param)):
-                continue
-            lines += ["else:", f"    acts.append({planned(skip.reason)})"]
-            return lines
-        lines += [f"elif {_skip_test(src, test)}:", f"    acts.append({planned(skip.reason)})"]
-    lines += ["else:", f"    acts.append({planned(None)})"]
-    if planning.sets_ticket_open is not None:
-        lines.append(f"    to = {'True' if planning.sets_ticket_open else 'False'}")
-    if planning.plans_helpwave_ticket:
-        lines.append("    hp = True")
-    return lines
+    return chosen
 
 
 def _plan(src: SourceBuilder, entry: RuleEntry) -> list[str]:
@@ -195,10 +203,10 @@ def _plan(src: SourceBuilder, entry: RuleEntry) -> list[str]:
     lines = [f"names.append({name})"]
     for step in entry.actions:
         if step.render is None:
-            lines += _fixed(src, entry.name, step)
+            lines += _planning(src, step, _shared(src, entry.name, step))
             continue
         lines += _params(src, step)
-        lines += _planning(src, step.kind)
+        lines += _planning(src, step, lambda why: f"s = {why and src.text(why)}")
         lines += [
             "a = NEW(PA)",
             "d = a.__dict__",

@@ -21,11 +21,12 @@ import json
 from collections.abc import Mapping
 from json.encoder import encode_basestring
 from math import isfinite
-from typing import Final
+from typing import Final, TypeVar
 
 from worker.engine.decision import Decision, wait_changes_json
 from worker.engine.model import ConversationState, PlannedAction
 
+_K = TypeVar("_K")
 _TEXT: Final = "_stored_json"  # where an action keeps its encoded array (not a field)
 
 
@@ -53,14 +54,38 @@ def encode(data: object) -> str:
     return "".join(_chunks(data, 0))
 
 
+CACHED: Final = 4096  # fragments kept per cache below, at most (then it starts again)
+_heads: dict[tuple[str, int, str], str] = {}  # (rule, index, kind) -> '["rule",0,"kind",'
+_tails: dict[str | None, str] = {}  # skip reason -> ',"reason"]'
+_starts: dict[tuple[str, str], str] = {}  # (ruleset version, event) -> the decision's start
+
+
+def _kept(cache: dict[_K, str], key: _K, text: str) -> str:
+    if len(cache) >= CACHED:
+        cache.clear()
+    cache[key] = text
+    return text
+
+
 def action_text(action: PlannedAction) -> str:
-    """`[rule, index, kind, params, skip_reason]` as JSON, encoded once per action."""
+    """`[rule, index, kind, params, skip_reason]` as JSON, kept on the action once encoded
+    (an action `fastpath` built with the ruleset is planned again and again). Around the
+    params, the fragments of the rule's action and of the skip reason are cached."""
     fields = action.__dict__
     text: str | None = fields.get(_TEXT)
-    if text is None:
-        text = fields[_TEXT] = encode(
-            [action.rule, action.index, action.kind, action.params, action.skip_reason]
-        )
+    if text is not None:
+        return text
+    rule, index, kind, reason = action.rule, action.index, action.kind, action.skip_reason
+    if type(index) is not int:  # True would find the fragment of 1
+        text = fields[_TEXT] = encode([rule, index, kind, action.params, reason])
+        return text
+    head = _heads.get((rule, index, kind))
+    if head is None:
+        head = _kept(_heads, (rule, index, kind), encode([rule, index, kind])[:-1] + ",")
+    tail = _tails.get(reason)
+    if tail is None:
+        tail = _kept(_tails, reason, "," + encode(reason) + "]")
+    text = fields[_TEXT] = head + encode(action.params) + tail
     return text
 
 
@@ -108,12 +133,13 @@ def decision_text(decision: Decision, after: str) -> str:
     with `after`, the state after's text (`state_text`), in it."""
     assert decision.decided_at is not None
     decided_at = decision.decided_at.timestamp()
+    version, event = decision.ruleset_version, decision.event
+    start = _starts.get((version, event))
+    if start is None:
+        start = '{"ruleset_version":' + encode(version) + ',"event":' + encode(event)
+        start = _kept(_starts, (version, event), start + ',"conversation_id":')
     parts = [
-        '{"ruleset_version":',
-        _text(decision.ruleset_version),
-        ',"event":',
-        _text(decision.event),
-        ',"conversation_id":',
+        start,
         _text(decision.conversation_id),
         ',"decided_at":',
         float.__repr__(decided_at) if isfinite(decided_at) else encode(decided_at),
