@@ -9,6 +9,7 @@ of the machine falls on both sides; each path's figure is its fastest of `repeat
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -37,6 +38,7 @@ def best_rates(
         for name in names if round_ % 2 == 0 else names[::-1]:
             if name in prepare:
                 prepare[name]()
+            gc.collect()  # untimed: no run pays for the garbage of the one before
             started = time.process_time()
             runs[name]()
             best[name] = min(best[name], time.process_time() - started)

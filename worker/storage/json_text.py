@@ -85,8 +85,33 @@ def action_text(action: PlannedAction) -> str:
     tail = _tails.get(reason)
     if tail is None:
         tail = _kept(_tails, reason, "," + encode(reason) + "]")
-    text = fields[_TEXT] = head + encode(action.params) + tail
+    text = fields[_TEXT] = head + _params_text(action.params) + tail
     return text
+
+
+_keys: dict[str, str] = {}  # param name -> '"name":'
+_SCALARS: Final = {True: "true", False: "false", None: "null"}
+
+
+def _params_text(params: object) -> str:
+    """`encode(params)`; a small dict of texts, flags and None (a comment's params, say)
+    written here, quicker than a call of the encoder."""
+    if type(params) is not dict or len(params) > 4:
+        return encode(params)
+    parts = []
+    for key, value in params.items():
+        name = _keys.get(key)
+        if name is None:
+            if type(key) is not str:
+                return encode(params)
+            name = _kept(_keys, key, encode_basestring(key) + ":")
+        if type(value) is str:
+            parts.append(name + encode_basestring(value))
+        elif value is None or type(value) is bool:
+            parts.append(name + _SCALARS[value])
+        else:
+            return encode(params)
+    return "{" + ",".join(parts) + "}"
 
 
 _FLAGS: Final = {True: "true", False: "false"}
@@ -128,6 +153,14 @@ def _text(value: object) -> str:
     return "null" if value is None else encode(value)
 
 
+def _names(names: tuple[str, ...]) -> str:
+    """`encode(names)`: a list of texts, each encoded as the encoder does."""
+    try:
+        return "[" + ",".join(map(encode_basestring, names)) + "]"
+    except TypeError:  # not all texts
+        return encode(names)
+
+
 def decision_text(decision: Decision, after: str) -> str:
     """The compact stored form of a decision `evaluate` made (`decided_at` set) as JSON,
     with `after`, the state after's text (`state_text`), in it."""
@@ -144,7 +177,7 @@ def decision_text(decision: Decision, after: str) -> str:
         ',"decided_at":',
         float.__repr__(decided_at) if isfinite(decided_at) else encode(decided_at),
         ',"matched":',
-        encode(decision.matched_rules),
+        _names(decision.matched_rules),
         ',"actions":[',
         ",".join(map(action_text, decision.actions)),
         "]",
