@@ -179,7 +179,7 @@ def decision_text(decision: Decision, after: str) -> str:
         ',"matched":',
         _names(decision.matched_rules),
         ',"actions":[',
-        ",".join(map(action_text, decision.actions)),
+        ",".join([a.__dict__.get(_TEXT) or action_text(a) for a in decision.actions]),
         "]",
     ]
     if decision.wait_changes:
