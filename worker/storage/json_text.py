@@ -42,9 +42,7 @@ _ENCODER: Final = json.JSONEncoder(
 )
 _make = getattr(json.encoder, "c_make_encoder", None)
 # What `_ENCODER.encode` runs for anything but a str, made once instead of per call.
-_chunks = (
-    None if _make is None else _make(None, _plain, encode_basestring, None, ":", ",", 0, 0, 1)
-)
+_chunks = None if _make is None else _make(None, _plain, encode_basestring, None, ":", ",", 0, 0, 1)
 
 
 def encode(data: object) -> str:
