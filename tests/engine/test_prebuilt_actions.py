@@ -58,7 +58,8 @@ def test_a_fixed_action_is_one_object_for_every_decision_that_plans_it() -> None
     event = Event("message.received", {"data": {"body": "x"}}, None, "7")
     first = evaluate(ruleset, event, ConversationState(), now=NOW).actions
     again = evaluate(ruleset, event, ConversationState(), now=NOW).actions
-    assert first[0] is again[0] and first[1] is again[1]
+    assert first[0] is again[0]
+    assert first[1] is again[1]
     assert first[2] is not again[2]  # params with a placeholder: made per event
     assert first[2].params == {"text": "said x", "isFromShop": False}
 
