@@ -27,6 +27,7 @@ from worker.engine.decision import Decision, wait_changes_json
 from worker.engine.model import ConversationState, PlannedAction
 
 _K = TypeVar("_K")
+_V = TypeVar("_V")
 _TEXT: Final = "_stored_json"  # where an action keeps its encoded array (not a field)
 
 
@@ -53,16 +54,18 @@ def encode(data: object) -> str:
 
 
 CACHED: Final = 4096  # fragments kept per cache below, at most (then it starts again)
-_heads: dict[tuple[str, int, str], str] = {}  # (rule, index, kind) -> '["rule",0,"kind",'
-_tails: dict[str | None, str] = {}  # skip reason -> ',"reason"]'
+# (rule, index, kind, skip reason) -> ('["rule",0,"kind",', ',"reason"]')
+_ends: dict[tuple[str, int, str, str | None], tuple[str, str]] = {}
+# (ticket open, HelpWave ticket id, planned) -> '{"ticket_open":true,...,"cooldowns":{}'
+_frames: dict[tuple[bool, str | None, bool], str] = {}
 _starts: dict[tuple[str, str], str] = {}  # (ruleset version, event) -> the decision's start
 
 
-def _kept(cache: dict[_K, str], key: _K, text: str) -> str:
+def _kept(cache: dict[_K, _V], key: _K, value: _V) -> _V:
     if len(cache) >= CACHED:
         cache.clear()
-    cache[key] = text
-    return text
+    cache[key] = value
+    return value
 
 
 def action_text(action: PlannedAction) -> str:
@@ -77,13 +80,12 @@ def action_text(action: PlannedAction) -> str:
     if type(index) is not int:  # True would find the fragment of 1
         text = fields[_TEXT] = encode([rule, index, kind, action.params, reason])
         return text
-    head = _heads.get((rule, index, kind))
-    if head is None:
-        head = _kept(_heads, (rule, index, kind), encode([rule, index, kind])[:-1] + ",")
-    tail = _tails.get(reason)
-    if tail is None:
-        tail = _kept(_tails, reason, "," + encode(reason) + "]")
-    text = fields[_TEXT] = head + _params_text(action.params) + tail
+    key = (rule, index, kind, reason)
+    ends = _ends.get(key)
+    if ends is None:
+        head = encode([rule, index, kind])[:-1] + ","
+        ends = _kept(_ends, key, (head, "," + encode(reason) + "]"))
+    text = fields[_TEXT] = ends[0] + _params_text(action.params) + ends[1]
     return text
 
 
@@ -112,9 +114,6 @@ def _params_text(params: object) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-_FLAGS: Final = {True: "true", False: "false"}
-
-
 def state_text(state: ConversationState) -> str:
     """`compact(state.to_json())`, written into its frame when it has no cooldowns or waits."""
     ticket_open = state.ticket_open
@@ -128,20 +127,14 @@ def state_text(state: ConversationState) -> str:
         or not (ticket_id is None or type(ticket_id) is str)
     ):
         return encode(state.to_json())
+    key = (ticket_open, ticket_id, planned)
+    frame = _frames.get(key)
+    if frame is None:
+        frame = _kept(_frames, key, encode(ConversationState(*key).to_json())[:-1])
     last = state.last_customer_message
-    return "".join(
-        (
-            '{"ticket_open":',
-            _FLAGS[ticket_open],
-            ',"helpwave_ticket_id":',
-            "null" if ticket_id is None else encode_basestring(ticket_id),
-            ',"helpwave_ticket_planned":',
-            _FLAGS[planned],
-            ',"cooldowns":{}}'
-            if last is None
-            else ',"cooldowns":{},"last_customer_message":"' + last.isoformat() + '"}',
-        )
-    )
+    if last is None:
+        return frame + "}"
+    return frame + ',"last_customer_message":"' + last.isoformat() + '"}'
 
 
 def _text(value: object) -> str:
@@ -164,14 +157,14 @@ def decision_text(decision: Decision, after: str) -> str:
     with `after`, the state after's text (`state_text`), in it."""
     assert decision.decided_at is not None
     decided_at = decision.decided_at.timestamp()
-    version, event = decision.ruleset_version, decision.event
+    version, event, cid = decision.ruleset_version, decision.event, decision.conversation_id
     start = _starts.get((version, event))
     if start is None:
         start = '{"ruleset_version":' + encode(version) + ',"event":' + encode(event)
         start = _kept(_starts, (version, event), start + ',"conversation_id":')
     parts = [
         start,
-        _text(decision.conversation_id),
+        encode_basestring(cid) if type(cid) is str else _text(cid),
         ',"decided_at":',
         float.__repr__(decided_at) if isfinite(decided_at) else encode(decided_at),
         ',"matched":',
