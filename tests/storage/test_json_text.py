@@ -19,6 +19,7 @@ from worker.engine import Ruleset, evaluate, load_ruleset, load_ruleset_from_tex
 from worker.engine.decision import Decision, wait_changes_json
 from worker.engine.envelope import parse_webhook
 from worker.engine.model import ConversationState, Event, Wait
+from worker.storage import json_text
 from worker.storage.json_text import encode, state_text
 from worker.storage.records import stored_texts
 
@@ -113,3 +114,9 @@ def test_encode_is_the_encoder() -> None:
     assert encode("é\n") == _reference("é\n")
     with pytest.raises(TypeError):
         encode({"when": datetime(2024, 1, 1, tzinfo=UTC)})
+
+
+def test_the_same_bytes_when_the_caches_start_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(json_text, "CACHED", 2)
+    ruleset = load_ruleset_from_texts(rule_texts()[0])
+    assert _assert_same(ruleset, [event for event, _ in sample_events(40, seed=3)]) > 100

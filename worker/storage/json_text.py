@@ -144,12 +144,19 @@ def _text(value: object) -> str:
     return "null" if value is None else encode(value)
 
 
+_quoted: dict[str, str] = {}  # rule name -> '"name"'
+
+
 def _names(names: tuple[str, ...]) -> str:
-    """`encode(names)`: a list of texts, each encoded as the encoder does."""
+    """`encode(names)`: a list of rule names, each encoded once."""
     try:
+        return "[" + ",".join(map(_quoted.__getitem__, names)) + "]"
+    except (KeyError, TypeError):  # a name not seen yet (or not a text)
+        if not all(type(name) is str for name in names):
+            return encode(names)
+        for name in names:
+            _kept(_quoted, name, encode_basestring(name))
         return "[" + ",".join(map(encode_basestring, names)) + "]"
-    except TypeError:  # not all texts
-        return encode(names)
 
 
 def decision_text(decision: Decision, after: str) -> str:
