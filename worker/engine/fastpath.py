@@ -9,7 +9,9 @@ its text casefolded or parsed as a number once, and its `matches` patterns searc
 predicate runs in ruleset order, honouring `first_match`, `stop` and running cooldowns
 exactly as the explaining loop does, and a rule that acts plans its actions inline: each
 action kind's skips and effect compiled from its entry in `planning.PLANNING` (the one
-statement of them), the projected state held in locals.
+statement of them), the projected state held in locals. An action whose params have no
+placeholder is planned as one of its objects built here, one per skip reason, shared by
+every decision; a blank-text skip the rule alone decides is left out of the code.
 
 SAFETY: no text from a rule file ever appears in generated source. Every value a rule holds
 (operator arguments, path segments, rule names, compiled patterns, tests, windows), and

@@ -1,16 +1,18 @@
-"""The JSON texts a delivery stores for a decision, built from fragments that repeat.
+"""The JSON texts a delivery stores for a decision, joined from fragments that repeat.
 
 `records.stored_texts` writes, per event, the decision's compact stored form and the state
-after. Most of that text is the same from one event to the next: a rule's action with
-parameters written in the rule (no placeholder) encodes the same way every time it is
-planned with the same skip reason, and `fastpath` plans such an action as one object
-built with the ruleset; the state's fields sit in a fixed frame. So the text is joined
-from fragments: each planned action's JSON array is encoded once per action object and
-kept on it (actions are immutable: their params are never changed once planned), the
-state's frame is written around its few values, and what varies (params with placeholders,
-names, the moment) is encoded with one reused C encoder.
+after. Most of that text is the same from one event to the next: a rule's action whose
+params have no placeholder encodes the same way every time it is planned with the same
+skip reason (and `fastpath` plans it as one object built with the ruleset); the state's
+fields sit in a fixed frame; rule names, a rule action's head and a skip reason recur. So:
+a planned action's JSON array is encoded once per action object and kept on it (actions
+are immutable: their params are never changed once planned); around params with
+placeholders, the action's head and its skip reason's tail are cached; the state's frame is
+cached per (ticket open, HelpWave ticket id, planned); rule names are quoted once each.
+Every cache holds at most CACHED entries and starts again when full. What varies (params
+with placeholders, the moment) is encoded by one C encoder made once.
 
-The output is byte-for-byte what `compact` gives for the same data as dicts and lists
+The output is byte for byte what `compact` gives for the same data as dicts and lists
 (`tests/storage/test_json_text.py` compares the two); anything unusual (cooldowns, waits,
 a value of an unexpected type) is encoded from its dict the ordinary way.
 """
