@@ -18,6 +18,9 @@ Timing: from the moment the worker takes its first message to the moment the que
 its unacknowledged set are both empty (polled every 10 ms), so every variant is timed the
 same way; the fake's call log checks that each conversation was opened exactly once.
 Then `--quiet` events no rule listens to (`message.status.updated`) through ours alone.
+The four runs are repeated `--rounds` times, interleaved, and each variant's median run is
+reported (the machine is shared: one run alone can be off by a third); the CPU time each
+process spent per event is counted from /proc beside the rates.
 
 Goals (issue 13): ours ≥ 1.5 x plain, ≥ 0.5 x no-op; quiet events ≥ 2,000/s.
 Writes the `## End to end` section of BENCHMARKS.md.
@@ -29,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,15 +39,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
 from bench.delivery_runs import accept_all, message
+from bench.e2e_report import OURS_NAME, QUIET_NAME, Round, Run, render
 from bench.report import write_section
 from tests.fakes.server import FakeProvidersServer, run_fake_providers
-from tests.helpers_redis import start_redis_server
+from tests.helpers_redis import RedisServer, start_redis_server
 from worker.ops.supervisor import stop_processes
 from worker.storage.keys import CELERY_QUEUE, READY
 
@@ -69,22 +71,6 @@ rules:
 """
 
 
-@dataclass(frozen=True)
-class Run:
-    """One variant: events finished and the seconds it took from first take to empty."""
-
-    name: str
-    events: int
-    seconds: float
-    calls: int = 0
-    duplicates: int = 0
-    missing: int = 0
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds if self.seconds else 0.0
-
-
 def status_body(n: int) -> bytes:
     return json.dumps(
         {
@@ -105,9 +91,25 @@ def outstanding(client: redis.Redis) -> int:
     return int(queued) + int(unacked) + int(ready)
 
 
-def time_until_empty(client: redis.Redis, alive: Callable[[], bool]) -> float:
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def cpu_of(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def time_until_empty(
+    client: redis.Redis, alive: Callable[[], bool], pids: dict[str, int]
+) -> tuple[float, tuple[tuple[str, float], ...]]:
     """Seconds from the first message taken off the queue (or conversation taken from
-    `tw:ready`) until none is left or held."""
+    `tw:ready`) until none is left or held, and the CPU seconds each of `pids` spent in
+    between (whatever else the machine runs, these count only the processes' own work)."""
     deadline = time.monotonic() + 600
 
     def waiting() -> int:
@@ -118,7 +120,7 @@ def time_until_empty(client: redis.Redis, alive: Callable[[], bool]) -> float:
         if not alive() or time.monotonic() > deadline:
             raise RuntimeError("the worker took no message")
         time.sleep(0.01)
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), cpu_of(pids)
     next_print = started + 5
     while (left := outstanding(client)) > 0:
         now = time.monotonic()
@@ -128,7 +130,8 @@ def time_until_empty(client: redis.Redis, alive: Callable[[], bool]) -> float:
             print(f"    {left} messages left after {now - started:.0f} s", flush=True)
             next_print = now + 5
         time.sleep(0.01)
-    return time.monotonic() - started
+    seconds, cpu_after = time.monotonic() - started, cpu_of(pids)
+    return seconds, tuple((name, cpu_after[name] - cpu_before[name]) for name in pids)
 
 
 @contextmanager
@@ -156,15 +159,31 @@ def environment(url: str, fake: FakeProvidersServer, rules: Path) -> dict[str, s
     }
 
 
-def checked(name: str, fake: FakeProvidersServer, events: int, seconds: float) -> Run:
+def processes(
+    proc: subprocess.Popen[bytes], server: RedisServer, fake: FakeProvidersServer
+) -> dict[str, int]:
+    """The processes whose CPU time a run counts: worker, redis-server, fake provider."""
+    assert server.process is not None
+    assert fake.pid is not None
+    return {"worker": proc.pid, "redis-server": server.process.pid, "fake provider": fake.pid}
+
+
+def checked(
+    name: str,
+    fake: FakeProvidersServer,
+    events: int,
+    timed: tuple[float, tuple[tuple[str, float], ...]],
+) -> Run:
     """The run's figures, with the fake's count of opens per conversation."""
     calls = [c for c in fake.control.calls("awalchat") if c.status == 200]
     per_conversation = Counter(c.path.rsplit("/", 1)[-1] for c in calls)
     wanted = [str(FIRST + n) for n in range(events)]
+    seconds, cpu = timed
     return Run(
         name,
         events,
         seconds,
+        cpu=cpu,
         calls=len(calls),
         duplicates=sum(1 for n in per_conversation.values() if n > 1),
         missing=sum(1 for conv in wanted if per_conversation[conv] == 0),
@@ -186,9 +205,11 @@ def run_ours(fake: FakeProvidersServer, rules: Path, bodies: list[bytes], name: 
         asyncio.run(accept_all(server.url, bodies))
         client = redis.Redis.from_url(server.url)
         with worker(OURS, environment(server.url, fake, rules)) as proc:
-            seconds = time_until_empty(client, lambda: proc.poll() is None)
+            timed = time_until_empty(
+                client, lambda: proc.poll() is None, processes(proc, server, fake)
+            )
         client.close()
-    return checked(name, fake, len(bodies), seconds)
+    return checked(name, fake, len(bodies), timed)
 
 
 def run_celery(fake: FakeProvidersServer, rules: Path, task: str, args: list[list[str]]) -> Run:
@@ -203,72 +224,42 @@ def run_celery(fake: FakeProvidersServer, rules: Path, task: str, args: list[lis
                 app.send_task(task, args=arguments, connection=connection)
         client = redis.Redis.from_url(server.url)
         with worker(CELERY, environment(server.url, fake, rules)) as proc:
-            seconds = time_until_empty(client, lambda: proc.poll() is None)
+            timed = time_until_empty(
+                client, lambda: proc.poll() is None, processes(proc, server, fake)
+            )
         client.close()
     name = "plain task per webhook" if task.endswith("handle") else "Celery no-op task"
-    return checked(name, fake, len(args), seconds)
+    return checked(name, fake, len(args), timed)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1500)
     parser.add_argument("--quiet", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     args = parser.parse_args(argv)
     bodies = [message(FIRST + n) for n in range(args.events)]
+    rounds: list[Round] = []
     with tempfile.TemporaryDirectory() as tmp, run_fake_providers() as fake:
         rules = Path(tmp) / "rules.yaml"
         rules.write_text(RULES)
-        print(f"ours: {args.events} events", flush=True)
-        ours = run_ours(fake, rules, bodies, "ours (`ticket-worker work --concurrency 4`)")
-        print(f"  {ours}", flush=True)
-        print("plain", flush=True)
-        plain = run_celery(fake, rules, "bench.e2e_plain.handle", [[b.decode()] for b in bodies])
-        print(f"  {plain}", flush=True)
-        print("no-op", flush=True)
-        noop = run_celery(fake, rules, "bench.e2e_plain.noop", [[] for _ in bodies])
-        print(f"  {noop}", flush=True)
-        print(f"quiet: {args.quiet} message.status.updated", flush=True)
         quiet_bodies = [status_body(n) for n in range(args.quiet)]
-        quiet = run_ours(fake, rules, quiet_bodies, "ours, events no rule listens to")
-        print(f"  {quiet}", flush=True)
-    report = render(args, ours, plain, noop, quiet)
+        for number in range(1, args.rounds + 1):
+            print(f"round {number} of {args.rounds}: {args.events} events", flush=True)
+            ours = run_ours(fake, rules, bodies, OURS_NAME)
+            print(f"  {ours}", flush=True)
+            plain = run_celery(
+                fake, rules, "bench.e2e_plain.handle", [[b.decode()] for b in bodies]
+            )
+            print(f"  {plain}", flush=True)
+            noop = run_celery(fake, rules, "bench.e2e_plain.noop", [[] for _ in bodies])
+            print(f"  {noop}", flush=True)
+            quiet = run_ours(fake, rules, quiet_bodies, QUIET_NAME)
+            print(f"  {quiet}", flush=True)
+            rounds.append(Round(ours, plain, noop, quiet))
+    report = render(args, rounds)
     print(report)
     write_section(report)
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
-
-
-def render(args: argparse.Namespace, ours: Run, plain: Run, noop: Run, quiet: Run) -> str:
-    rows = "\n".join(
-        f"| {r.name} | {r.events} | {r.seconds:.2f} s | {r.rate:.0f}/s | "
-        f"{r.duplicates} | {r.missing if r is not noop else '-'} |"
-        for r in (ours, plain, noop)
-    )
-    vs_plain, vs_noop = ours.rate / plain.rate, ours.rate / noop.rate
-    return f"""## End to end
-
-`.venv/bin/python -m bench.e2e --events {args.events} --quiet {args.quiet}` on
-{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. A backlog of
-{args.events} `message.received` events of as many conversations (one open each), one worker
-process with 4 threads, a fake provider answering at once; each variant on its own
-redis-server, timed from the first message taken to an empty queue.
-
-| variant | events | time | events/s | opened twice | never opened |
-|---|---|---|---|---|---|
-{rows}
-
-- ours / plain: **{vs_plain:.2f}x** (goal ≥ 1.5x: {verdict(vs_plain >= 1.5)})
-- ours / Celery no-op: **{vs_noop:.2f}x** (goal ≥ 0.5x: {verdict(vs_noop >= 0.5)})
-- events no rule listens to (`message.status.updated`, still recorded for the decision
-  log): {quiet.events} in {quiet.seconds:.2f} s = **{quiet.rate:.0f}/s** (goal ≥ 2,000/s:
-  {verdict(quiet.rate >= 2000)})
-
-The plain design leaves out what ours guarantees: per-conversation order, a decision stored
-once before any action, exactly-once effects across redeliveries, recovery of a killed
-worker's work, the shared rate budget, and the decision log.
-"""
 
 
 if __name__ == "__main__":
