@@ -91,7 +91,7 @@ def open_item(
     wait = None
     item = head.item
     if is_timer_item(item):
-        opened = open_timer(store, conversation, item, head_state(head))
+        opened = open_timer(store, conversation, item, head_state(head), dry_run=dry_run)
         if isinstance(opened, str):  # superseded, or its conversation is gone
             metrics.timers.labels(outcome=opened).inc()
             log.info("wait %s", opened, extra={"conversation": conversation, "item": item})

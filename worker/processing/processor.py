@@ -275,7 +275,7 @@ class ConversationProcessor:
                 answers = writes.execute()
                 decision = self._store.decision_that_holds(new, answers[0])
                 new, verdicts = None, []
-            record = replace(record, decision=decision, state_before=state)
+            record = replace(record, decision=decision, state_before=state, stored=True)
             items.observe(self._metrics, record, event, wait, decision, now=self._clock())
         self._shadows.run(self._rules(), record, event, wait, decision)
         lanes = set()
