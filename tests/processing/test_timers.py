@@ -151,8 +151,9 @@ def test_a_due_wait_is_stored_with_its_decision_in_one_step() -> None:
     w.clock.now = due
     release(w)
     [item] = cast(list[bytes], w.redis.lrange("tw:inbox:6", 0, -1))
-    record = open_timer(w.store, "6", item.decode(), w.store.state("6"))
-    assert isinstance(record, DeliveryRecord)
+    opened = open_timer(w.store, "6", item.decode(), w.store.state("6"))
+    assert not isinstance(opened, str)
+    record = opened[0]
     assert not record.stored  # built in memory: no round trip to load or create it
     assert not w.redis.exists(keys.delivery(record.delivery_id))
     w.processor.drain("6")
@@ -170,12 +171,10 @@ def test_a_wait_decided_by_a_drain_killed_before_its_next_step_is_carried_out_on
     release(w)
     [item] = cast(list[bytes], w.redis.lrange("tw:inbox:7", 0, -1))
     state = w.store.state("7")
-    record = open_timer(w.store, "7", item.decode(), state)
-    assert isinstance(record, DeliveryRecord)
-    ruleset = load_ruleset_from_texts({"rules.yaml": RULES})
-    moment = datetime.fromtimestamp(w.clock.now, UTC)
-    decision = fire(ruleset, "7", "close-later", datetime.fromtimestamp(due, UTC), state, now=moment)
-    w.store.store_decision(record, decision, state)  # the drain dies here, its item not popped
+    opened = open_timer(w.store, "7", item.decode(), state)
+    assert not isinstance(opened, str)
+    record = opened[0]
+    w.store.store_decision(record, decision_of(record, state), state)  # the drain dies here
     assert w.store.state("7").waits == {}
     w.processor.drain("7")  # the next drain finds the stored decision and carries it out
     w.processor.drain("7")
@@ -194,13 +193,14 @@ def test_a_dry_run_worker_deciding_a_live_wait_loads_its_record() -> None:
     release(w)
     [item] = cast(list[bytes], w.redis.lrange("tw:inbox:8", 0, -1))
     state = w.store.state("8")
-    record = open_timer(w.store, "8", item.decode(), state, dry_run=True)
-    assert isinstance(record, DeliveryRecord)
-    w.store.store_decision(replace(record, dry_run=True), decision_of(record, state), state)
+    opened = open_timer(w.store, "8", item.decode(), state, dry_run=True)
+    assert not isinstance(opened, str)
+    record = replace(opened[0], dry_run=True)
+    w.store.store_decision(record, decision_of(record, state), state)
     again = open_timer(w.store, "8", item.decode(), w.store.state("8"), dry_run=True)
-    assert isinstance(again, DeliveryRecord)
-    assert again.stored
-    assert again.decision is not None  # the live state still holds the wait: loaded
+    assert not isinstance(again, str)
+    assert again[0].stored
+    assert again[0].decision is not None  # the live state still holds the wait: loaded
 
 
 def decision_of(record: DeliveryRecord, state: ConversationState) -> Decision:

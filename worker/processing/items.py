@@ -21,7 +21,7 @@ from worker.engine.timers import fire
 from worker.errors import PayloadError
 from worker.metrics import WorkerMetrics, event_label
 from worker.processing.lanes import FirstItem
-from worker.processing.timer_items import open_timer, wait_of
+from worker.processing.timer_items import open_timer
 from worker.storage.conversations import ConversationStore
 from worker.storage.drains import Head, head_state
 from worker.storage.records import DeliveryRecord, parse_record
@@ -96,7 +96,7 @@ def open_item(
             metrics.timers.labels(outcome=opened).inc()
             log.info("wait %s", opened, extra={"conversation": conversation, "item": item})
             return None
-        record, wait = opened, wait_of(opened)
+        record, wait = opened
     else:
         if not head.fields:
             log.error("delivery record missing", extra={"delivery_id": item})

@@ -55,8 +55,9 @@ def open_timer(
     state: ConversationState | None,
     *,
     dry_run: bool = False,
-) -> DeliveryRecord | Gone:
-    """The delivery record that carries out the wait `item` releases, or why there is none.
+) -> tuple[DeliveryRecord, Wait] | Gone:
+    """The delivery record that carries out the wait `item` releases and that wait, or why
+    there is none.
     `state` is the conversation's state in the item's view (None: gone); `dry_run`: the
     worker decides every item in the dry-run view.
 
@@ -73,23 +74,18 @@ def open_timer(
     if wait is None or (dry_run and timer.view == "live"):
         record = store.load(delivery_id)
         if record is not None:
-            return record
+            return record, wait_of(record)
         if state is None:
             return "dropped"
         if wait is None:
             return "superseded"
-    return DeliveryRecord(
-        delivery_id,
-        timer_body(conversation, wait),
-        wait.due.timestamp(),
-        timer.view == "dry",
-        conversation,
-        None,
-        None,
-        {},
-        {},
-        stored=False,
+    raw = timer_body(conversation, wait)
+    dry = timer.view == "dry"
+    received_at = wait.due.timestamp()
+    record = DeliveryRecord(
+        delivery_id, raw, received_at, dry, conversation, None, None, {}, {}, stored=False
     )
+    return record, wait
 
 
 def timer_release(member: str) -> Release:
