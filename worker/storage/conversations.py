@@ -154,8 +154,9 @@ class ConversationStore:
         conversation: str,
         dry_run: bool,
     ) -> None:
-        """Store a delivery the worker makes itself (a wait coming due), as the receiver
-        stores a webhook's; kept STATE_RETENTION. An existing record is left as it is."""
+        """Store a delivery as the receiver stores a webhook's, kept STATE_RETENTION (a wait
+        coming due is written by `store_decision` instead, with its decision). An existing
+        record is left as it is."""
         key = keys.delivery(delivery_id)
         self._create(
             keys=[key],
