@@ -184,8 +184,9 @@ class ConversationStore:
     ) -> Decision:
         """Store the decision and, for an event of a conversation, the state it projects
         (in the record's view), unless a decision was stored before; a record built in
-        memory (`stored` False: a wait coming due) is written with it, in the same script. `before_text`: the
-        state before as it was read from Redis (stored as it is instead of encoded again).
+        memory (`stored` False: a wait coming due) is written with it, in the same script.
+        `before_text`: the state before as it was read from Redis (stored as it is instead
+        of encoded again).
 
         Returns the decision that holds: the stored one when a decision already existed.
         With `pipe`, the script is only queued on it (its answer, given to

@@ -36,7 +36,8 @@ out. Ready lanes are taken before ready conversations (`take_ready`), and a lane
 the next ready work, like `advance`.
 
 A timer item (`t...`, worker.storage.timers) is opened with the state of its own view only:
-its delivery record is made when it is carried out (worker.processing.timer_items).
+its delivery record is built in memory and written with its decision
+(worker.processing.timer_items).
 """
 
 from __future__ import annotations
