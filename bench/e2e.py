@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,15 +36,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
 from bench.delivery_runs import accept_all, message
+from bench.e2e_report import Run, render
 from bench.report import write_section
 from tests.fakes.server import FakeProvidersServer, run_fake_providers
-from tests.helpers_redis import start_redis_server
+from tests.helpers_redis import RedisServer, start_redis_server
 from worker.ops.supervisor import stop_processes
 from worker.storage.keys import CELERY_QUEUE, READY
 
@@ -69,22 +68,6 @@ rules:
 """
 
 
-@dataclass(frozen=True)
-class Run:
-    """One variant: events finished and the seconds it took from first take to empty."""
-
-    name: str
-    events: int
-    seconds: float
-    calls: int = 0
-    duplicates: int = 0
-    missing: int = 0
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds if self.seconds else 0.0
-
-
 def status_body(n: int) -> bytes:
     return json.dumps(
         {
@@ -105,9 +88,25 @@ def outstanding(client: redis.Redis) -> int:
     return int(queued) + int(unacked) + int(ready)
 
 
-def time_until_empty(client: redis.Redis, alive: Callable[[], bool]) -> float:
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def cpu_of(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def time_until_empty(
+    client: redis.Redis, alive: Callable[[], bool], pids: dict[str, int]
+) -> tuple[float, tuple[tuple[str, float], ...]]:
     """Seconds from the first message taken off the queue (or conversation taken from
-    `tw:ready`) until none is left or held."""
+    `tw:ready`) until none is left or held, and the CPU seconds each of `pids` spent in
+    between (whatever else the machine runs, these count only the processes' own work)."""
     deadline = time.monotonic() + 600
 
     def waiting() -> int:
@@ -118,7 +117,7 @@ def time_until_empty(client: redis.Redis, alive: Callable[[], bool]) -> float:
         if not alive() or time.monotonic() > deadline:
             raise RuntimeError("the worker took no message")
         time.sleep(0.01)
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), cpu_of(pids)
     next_print = started + 5
     while (left := outstanding(client)) > 0:
         now = time.monotonic()
@@ -128,7 +127,8 @@ def time_until_empty(client: redis.Redis, alive: Callable[[], bool]) -> float:
             print(f"    {left} messages left after {now - started:.0f} s", flush=True)
             next_print = now + 5
         time.sleep(0.01)
-    return time.monotonic() - started
+    seconds, cpu_after = time.monotonic() - started, cpu_of(pids)
+    return seconds, tuple((name, cpu_after[name] - cpu_before[name]) for name in pids)
 
 
 @contextmanager
@@ -156,15 +156,31 @@ def environment(url: str, fake: FakeProvidersServer, rules: Path) -> dict[str, s
     }
 
 
-def checked(name: str, fake: FakeProvidersServer, events: int, seconds: float) -> Run:
+def processes(
+    proc: subprocess.Popen[bytes], server: RedisServer, fake: FakeProvidersServer
+) -> dict[str, int]:
+    """The processes whose CPU time a run counts: worker, redis-server, fake provider."""
+    assert server.process is not None
+    assert fake.pid is not None
+    return {"worker": proc.pid, "redis-server": server.process.pid, "fake provider": fake.pid}
+
+
+def checked(
+    name: str,
+    fake: FakeProvidersServer,
+    events: int,
+    timed: tuple[float, tuple[tuple[str, float], ...]],
+) -> Run:
     """The run's figures, with the fake's count of opens per conversation."""
     calls = [c for c in fake.control.calls("awalchat") if c.status == 200]
     per_conversation = Counter(c.path.rsplit("/", 1)[-1] for c in calls)
     wanted = [str(FIRST + n) for n in range(events)]
+    seconds, cpu = timed
     return Run(
         name,
         events,
         seconds,
+        cpu=cpu,
         calls=len(calls),
         duplicates=sum(1 for n in per_conversation.values() if n > 1),
         missing=sum(1 for conv in wanted if per_conversation[conv] == 0),
@@ -186,9 +202,11 @@ def run_ours(fake: FakeProvidersServer, rules: Path, bodies: list[bytes], name: 
         asyncio.run(accept_all(server.url, bodies))
         client = redis.Redis.from_url(server.url)
         with worker(OURS, environment(server.url, fake, rules)) as proc:
-            seconds = time_until_empty(client, lambda: proc.poll() is None)
+            timed = time_until_empty(
+                client, lambda: proc.poll() is None, processes(proc, server, fake)
+            )
         client.close()
-    return checked(name, fake, len(bodies), seconds)
+    return checked(name, fake, len(bodies), timed)
 
 
 def run_celery(fake: FakeProvidersServer, rules: Path, task: str, args: list[list[str]]) -> Run:
@@ -203,10 +221,12 @@ def run_celery(fake: FakeProvidersServer, rules: Path, task: str, args: list[lis
                 app.send_task(task, args=arguments, connection=connection)
         client = redis.Redis.from_url(server.url)
         with worker(CELERY, environment(server.url, fake, rules)) as proc:
-            seconds = time_until_empty(client, lambda: proc.poll() is None)
+            timed = time_until_empty(
+                client, lambda: proc.poll() is None, processes(proc, server, fake)
+            )
         client.close()
     name = "plain task per webhook" if task.endswith("handle") else "Celery no-op task"
-    return checked(name, fake, len(args), seconds)
+    return checked(name, fake, len(args), timed)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -234,41 +254,6 @@ def main(argv: list[str] | None = None) -> None:
     report = render(args, ours, plain, noop, quiet)
     print(report)
     write_section(report)
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
-
-
-def render(args: argparse.Namespace, ours: Run, plain: Run, noop: Run, quiet: Run) -> str:
-    rows = "\n".join(
-        f"| {r.name} | {r.events} | {r.seconds:.2f} s | {r.rate:.0f}/s | "
-        f"{r.duplicates} | {r.missing if r is not noop else '-'} |"
-        for r in (ours, plain, noop)
-    )
-    vs_plain, vs_noop = ours.rate / plain.rate, ours.rate / noop.rate
-    return f"""## End to end
-
-`.venv/bin/python -m bench.e2e --events {args.events} --quiet {args.quiet}` on
-{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. A backlog of
-{args.events} `message.received` events of as many conversations (one open each), one worker
-process with 4 threads, a fake provider answering at once; each variant on its own
-redis-server, timed from the first message taken to an empty queue.
-
-| variant | events | time | events/s | opened twice | never opened |
-|---|---|---|---|---|---|
-{rows}
-
-- ours / plain: **{vs_plain:.2f}x** (goal ≥ 1.5x: {verdict(vs_plain >= 1.5)})
-- ours / Celery no-op: **{vs_noop:.2f}x** (goal ≥ 0.5x: {verdict(vs_noop >= 0.5)})
-- events no rule listens to (`message.status.updated`, still recorded for the decision
-  log): {quiet.events} in {quiet.seconds:.2f} s = **{quiet.rate:.0f}/s** (goal ≥ 2,000/s:
-  {verdict(quiet.rate >= 2000)})
-
-The plain design leaves out what ours guarantees: per-conversation order, a decision stored
-once before any action, exactly-once effects across redeliveries, recovery of a killed
-worker's work, the shared rate budget, and the decision log.
-"""
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ class FakeProvidersServer:
     awalchat_domain: str = DEFAULT_DOMAIN
     awalchat_client_id: str = DEFAULT_CLIENT_ID
     phone_number_id: str = PHONE_NUMBER_ID
+    pid: int | None = None  # the fake's process, for benchmarks that count its CPU time
 
     @property
     def awalchat_base_url(self) -> str:
@@ -164,6 +165,7 @@ def run_fake_providers(
                     awalchat_secret=awalchat_secret,
                     helpwave_api_key=helpwave_key,
                     control=FakeControl(http),
+                    pid=proc.pid,
                 )
         finally:
             proc.terminate()

@@ -47,7 +47,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from worker.receiver.app import build_receiver
     from worker.receiver.serving import serve
 
-    configure_logging()
+    configure_logging(background=True)
     # Rule files refused with no published version to run instead, or a missing credential,
     # stop here, named.
     preflight(settings)
@@ -67,7 +67,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _work(args: argparse.Namespace, settings: Settings) -> int:
     from worker.logs import configure_logging
 
-    configure_logging()
+    configure_logging(background=True)
     if args.concurrency:
         settings = settings.model_copy(update={"worker_concurrency": args.concurrency})
     preflight(settings)

@@ -7,6 +7,7 @@ decide it, and count and log the decision. The drain around it is
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -64,6 +65,23 @@ class Claimed:
     member: str
     head: Head
     first: FirstItem | None
+
+
+def settle(
+    store: ConversationStore, decided: Decided, answers: Sequence[object]
+) -> dict[str, str | None]:
+    """After the step that stored a new decision: the breaker's verdicts on its calls.
+    When another drain had decided the item first (a lost lock), its lanes are given the
+    item too (a lane finds what it has to do in the stored decision)."""
+    if decided.new is None or not answers:
+        return {}
+    held = store.decision_that_holds(decided.new, answers[0])
+    if held is not decided.new:
+        log.warning("item decided twice", extra={"delivery_id": decided.delivery_id})
+        store.hand_to_lanes(decided.conversation, decided.delivery_id, "ah")
+        return {}
+    verdicts = decided.verdicts
+    return {key: v(a) for (key, v), a in zip(verdicts, answers[1 : 1 + len(verdicts)], strict=True)}
 
 
 def state_of(
@@ -139,8 +157,9 @@ def observe(
     decision: Decision,
     *,
     now: float,
+    quiet: bool = False,
 ) -> None:
-    """Count and log a decision just stored."""
+    """Count and log a decision just stored (at DEBUG when `quiet`: no rule listened)."""
     if wait is None:
         metrics.events.labels(event=event_label(event.name)).inc()
     else:
@@ -152,7 +171,11 @@ def observe(
         metrics.timers.labels(outcome="scheduled" if change.due is not None else "cancelled").inc()
     for rule in decision.matched_rules:
         metrics.rule_matches.labels(rule=rule).inc()
-    log.info(
+    level = logging.DEBUG if quiet else logging.INFO
+    if not log.isEnabledFor(level):
+        return
+    log.log(
+        level,
         "event decided" if wait is None else "wait came due",
         extra={
             "delivery_id": record.delivery_id,

@@ -5,24 +5,23 @@ One drain at a time holds a conversation (a Redis lock with a token, renewed by
 `worker.delivery.lease`), so its events are decided one at a time against the state the
 earlier decisions projected (`ticket:` conditions). Each item (a webhook's delivery, a
 replay `r...`, a wait coming due `t...`) is opened and decided by `worker.processing.items`;
-its decision, the breaker's verdicts on its calls and the hand-over to its lanes leave in
-one round trip with the step to the next item (`worker.storage.drains`). When that step
-leaves the inbox empty, the same drain takes the first lane itself and carries its action
-out at once (`action_runner`: once, under the idempotency key delivery:rule#index); a lane
-that must wait parks alone, so a slow HelpWave never holds the conversation's AwalChat
-actions. A woken drain (`drain_ready`) takes ready lanes and conversations one after
-another until its run budget is spent. Dry runs decide in their own view of the tickets
-and shadow rules in views of their own (`shadow_runner`).
+its decision, the breaker's verdicts and the hand-over to its lanes leave in one round trip
+with the step to the next item (`worker.storage.drains`). When that step leaves the inbox
+empty, the drain takes the first lane itself and carries its action out at once
+(`action_runner`: once, under the idempotency key delivery:rule#index); a lane that must
+wait parks alone. A woken drain (`drain_ready`) takes ready lanes and conversations (events
+of no conversation in batches: `solo_batch`) until its run budget is spent. Dry runs decide
+in their own view of the tickets, shadow rules in views of their own (`shadow_runner`).
 """
 
 from __future__ import annotations
 
-import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 from worker.delivery.breaker import RunawayBreaker, Verdict
 from worker.delivery.dlq import DeadLetterQueue
@@ -39,12 +38,11 @@ from worker.processing.items import Claimed, Decided, DrainReport
 from worker.processing.lane_fields import destination
 from worker.processing.lanes import Budget, FirstItem, LaneDrainer, LaneLocks, Stop
 from worker.processing.shadow_runner import ShadowRunner
+from worker.processing.solo_batch import SoloBatches
 from worker.storage import keys
 from worker.storage.conversations import ConversationStore
-from worker.storage.drains import AGAIN, CONVERSATION, DrainSteps, Head, Taken
+from worker.storage.drains import AGAIN, CONVERSATION, Batch, DrainSteps, Head, Taken
 from worker.storage.records import is_quiet
-
-log = logging.getLogger(__name__)
 
 
 class ConversationProcessor:
@@ -82,6 +80,14 @@ class ConversationProcessor:
         self._metrics = metrics or WorkerMetrics()
         self._steps = DrainSteps(store.client, dry_run=dry_run, retention=store.retention)
         self._shadows = ShadowRunner(store, clock=clock)
+        self._solo = SoloBatches(
+            steps=self._steps,
+            rules=rules,
+            dry_run=dry_run,
+            ttl_ms=self._leases.ttl_ms,
+            metrics=self._metrics,
+            clock=clock,
+        )
         self._runner = ActionRunner(
             store=store,
             executor=executor,
@@ -146,14 +152,20 @@ class ConversationProcessor:
             token = secrets.token_hex(8)
             taken = self._steps.take_ready(token, ttl_ms=self._leases.ttl_ms, now=now, woken=woken)
             woken = False
-            while isinstance(taken, tuple):
-                kind, name, head = taken
+            while isinstance(taken, tuple | Batch):
                 in_time = self._clock() - started <= self._run_budget and not self._stopping()
                 following = secrets.token_hex(8) if in_time else None
-                if kind == CONVERSATION:
-                    report, taken = self._drain_from(name, token, head, budget, following)
+                if isinstance(taken, Batch):  # events of no conversation: solo_batch
+                    ordinary = partial(
+                        self._drain_from, token=token, budget=budget, next_token=None
+                    )
+                    solo, taken = self._solo.run(taken, token, following, ordinary)
+                    processed += solo.quiet + solo.ordinary
+                elif taken[0] == CONVERSATION:
+                    report, taken = self._drain_from(taken[1], token, taken[2], budget, following)
                     processed += report.processed
                 else:
+                    _, name, head = taken
                     _, _, taken = self._lanes.drain(name, token, head, budget, next_token=following)
                 token = following or ""
             if taken is None:
@@ -222,7 +234,7 @@ class ConversationProcessor:
                 lanes=decided.lanes,
                 delivery_id=decided.delivery_id,
             )
-            admitted = self._settle(decided, step.answers)
+            admitted = items.settle(self._store, decided, step.answers)
             if step.lane is not None:
                 member, lane_head = step.lane
                 first = None
@@ -233,22 +245,6 @@ class ConversationProcessor:
                 report = DrainReport(processed)
                 return report, not step.lost, step.taken if step.asked else AGAIN
             head = step.head
-
-    def _settle(self, decided: Decided, answers: Sequence[object]) -> dict[str, str | None]:
-        """After the step that stored a new decision: the breaker's verdicts on its calls.
-        When another drain had decided the item first (a lost lock), its lanes are given the
-        item too (a lane finds what it has to do in the stored decision)."""
-        if decided.new is None or not answers:
-            return {}
-        held = self._store.decision_that_holds(decided.new, answers[0])
-        if held is not decided.new:
-            log.warning("item decided twice", extra={"delivery_id": decided.delivery_id})
-            self._store.hand_to_lanes(decided.conversation, decided.delivery_id, "ah")
-            return {}
-        verdicts = decided.verdicts
-        return {
-            key: v(a) for (key, v), a in zip(verdicts, answers[1 : 1 + len(verdicts)], strict=True)
-        }
 
     def _process(self, conversation: str, head: Head) -> Decided:
         """Decide the item (once), record at once what needs no call (skipped actions, a
@@ -276,7 +272,10 @@ class ConversationProcessor:
                 decision = self._store.decision_that_holds(new, answers[0])
                 new, verdicts = None, []
             record = replace(record, decision=decision, state_before=state, stored=True)
-            items.observe(self._metrics, record, event, wait, decision, now=self._clock())
+            quiet = is_quiet(decision, self._rules())
+            items.observe(
+                self._metrics, record, event, wait, decision, now=self._clock(), quiet=quiet
+            )
         self._shadows.run(self._rules(), record, event, wait, decision)
         lanes = set()
         for action in decision.actions:

@@ -13,6 +13,9 @@ from typing import Final
 
 from worker.storage.timers import TIMER_ITEM
 
+SOLO_BATCH: Final = 32
+"""At most this many events of no conversation are taken in one step (`take_ready`)."""
+
 _FUNCTIONS: Final = (
     """
 local A = ARGV
@@ -65,7 +68,34 @@ local function take_lane(member, token)
   redis.call('ZADD', KEYS[6], A[3], member)
   return head
 end
--- {}: nothing ready; {''}: only held or finished work popped; {'l', lane, head} or
+-- more conversations of no conversation ('d:...', one event each) from the front of the
+-- ready list, after the first one taken, up to SOLO_BATCH in all, each locked and opened
+-- alike; held or finished ones are skipped as take_ready skips them (at most as many)
+local function take_solo(batch, token)
+  local size = """
+    + str(SOLO_BATCH)
+    + """
+  for _ = 1, 2 * size do
+    if #batch >= 2 * size then break end
+    local conv = redis.call('LINDEX', KEYS[2], 0)
+    if not conv or string.sub(conv, 1, 2) ~= 'd:' then break end
+    redis.call('LPOP', KEYS[2])
+    local lock = A[10] .. conv
+    if redis.call('SET', lock, token, 'NX', 'PX', A[2]) then
+      local head = open_head(conv)
+      if head then
+        redis.call('ZADD', KEYS[1], A[3], conv)
+        table.insert(batch, conv)
+        table.insert(batch, head)
+      else
+        redis.call('DEL', lock)
+      end
+    end
+  end
+  return batch
+end
+-- {}: nothing ready; {''}: only held or finished work popped; {'b', {conv, head, ...}}
+-- for events of no conversation (see take_solo); {'l', lane, head} or
 -- {'c', conv, head}. Ready lanes first: their actions are decided already.
 local function take_ready(token)
   for _ = 1, 50 do
@@ -84,6 +114,11 @@ local function take_ready(token)
         local head = open_head(conv)
         if head then
           redis.call('ZADD', KEYS[1], A[3], conv)
+          if string.sub(conv, 1, 2) == 'd:' then
+            local batch = take_solo({conv, head}, token)
+            wake_if_ready()
+            return {'b', batch}
+          end
           wake_if_ready()
           return {'c', conv, head}
         end
@@ -203,3 +238,47 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('LPUSH', KEYS[3], ARGV[1])
 return 1
 """
+
+# KEYS 7 the decision log, 8 its old list form. ARGV 15 the next token ('': take none),
+# 16 the finished records' TTL, 17 the log's length, then per item 5: conversation (of no
+# conversation), delivery id, decision, event, matched rules. Finish each whose lock is
+# ours and whose head is the item, as `advance` would a quiet event of no conversation:
+# store its decision and log entry (unless one was stored: then it is left for an ordinary
+# drain), pop it, drop its body, expire its record; then let the conversation go (ready
+# again if its inbox still holds something). {'empty', stored} or {'taken', stored,
+# take_ready(...)}; stored: per item 1 when its decision was stored here, else 0.
+FINISH_QUIET: Final = (
+    _FUNCTIONS
+    + """
+if redis.call('TYPE', KEYS[7]).ok == 'list' then redis.call('RENAME', KEYS[7], KEYS[8]) end
+local stored, again = {}, false
+for i = 18, #A, 5 do
+  local conv, item = A[i], A[i + 1]
+  local lock, inbox, record = A[10] .. conv, A[11] .. conv, A[4] .. item
+  local done = 0
+  if redis.call('GET', lock) == A[1] then
+    local fresh = redis.call('HEXISTS', record, 'decision') == 0
+    if fresh and redis.call('LINDEX', inbox, 0) == item then
+      redis.call('HSET', record, 'decision', A[i + 2])
+      redis.call('XADD', KEYS[7], 'MAXLEN', '~', A[17], '*',
+                 'd', item, 'c', '', 'e', A[i + 3], 'r', A[i + 4])
+      redis.call('LPOP', inbox)
+      redis.call('HDEL', record, 'raw')
+      redis.call('EXPIRE', record, A[16])
+      done = 1
+    end
+    if redis.call('LLEN', inbox) == 0 then
+      redis.call('ZREM', KEYS[1], conv)
+    else
+      redis.call('RPUSH', KEYS[2], conv)
+      again = true
+    end
+    redis.call('DEL', lock)
+  end
+  table.insert(stored, done)
+end
+if again then wake_if_ready() end
+if A[15] == '' then return {'empty', stored} end
+return {'taken', stored, take_ready(A[15])}
+"""
+)

@@ -35,6 +35,12 @@ out. Ready lanes are taken before ready conversations (`take_ready`), and a lane
 `advance_lane` pops its finished head and opens the next, or lets the lane go and takes
 the next ready work, like `advance`.
 
+Events of no conversation (`d:{delivery}`, one event each: `message.status.updated`) are
+taken in batches: when `take_ready` takes one, it takes more (SOLO_BATCH in all) from the
+front of `tw:ready` in the same script (each locked and marked active alike), and
+`finish_quiet` finishes those no rule listens to in one script
+(worker.processing.solo_batch). Replies are read by `worker.storage.drain_replies`.
+
 A timer item (`t...`, worker.storage.timers) is opened with the state of its own view only:
 its delivery record is built in memory and written with its decision
 (worker.processing.timer_items).
@@ -42,94 +48,57 @@ its delivery record is built in memory and written with its decision
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
-from typing import Final, cast
+from typing import Final
 
 import redis
 
-from worker.engine.model import ConversationState
 from worker.storage import drain_scripts as scripts
 from worker.storage import keys
+from worker.storage.drain_replies import (
+    AGAIN,
+    BATCH,
+    CONVERSATION,
+    LANE,
+    Advanced,
+    Batch,
+    Head,
+    Taken,
+    head_state,
+    read_advanced,
+    read_head,
+    read_taken,
+)
 from worker.storage.pipelined import register_script
 from worker.storage.wire import wake_message
 
-AGAIN: Final = "again"
+__all__ = [
+    "AGAIN",
+    "BATCH",
+    "CONVERSATION",
+    "LANE",
+    "Advanced",
+    "Batch",
+    "DrainSteps",
+    "Head",
+    "QuietItem",
+    "Taken",
+    "head_state",
+]
 
 
 @dataclass(frozen=True)
-class Head:
-    """The inbox's first item, opened: its record's fields (empty for a timer item or a
-    record that is gone) and the state of its view as stored (None: no state yet)."""
+class QuietItem:
+    """An event of no conversation no rule listens to, decided: its conversation key, its
+    delivery id, the decision as stored (text), the event's name and the matched rules
+    (comma-separated, as the decision log keeps them)."""
 
+    conversation: str
     item: str
-    fields: dict[bytes, bytes]
-    state: bytes | None
-
-    @cached_property
-    def parsed_state(self) -> ConversationState | None:
-        """`state` parsed, once however many steps of the item read it."""
-        return ConversationState.from_json(json.loads(self.state)) if self.state else None
-
-
-def head_state(head: Head) -> ConversationState | None:
-    """The state the step read with the head (None: the conversation has none)."""
-    return head.parsed_state
-
-
-CONVERSATION: Final = "c"
-LANE: Final = "l"
-
-Taken = tuple[str, str, Head] | str | None
-"""What taking ready work found: (CONVERSATION, conversation, its inbox's head) or (LANE,
-lane member, the lane's head); AGAIN when only held or finished work was popped (take
-again); None when nothing is ready."""
-
-
-@dataclass(frozen=True)
-class Advanced:
-    """What `advance` did: `head` is the conversation's next item (None: it is finished and
-    its lock released; `lost`: the lock was lost); `lane`: the lane (member, head) it took
-    for the drain instead; `taken` what it then took from the ready lists when asked to
-    (`asked`)."""
-
-    head: Head | None = None
-    lost: bool = False
-    asked: bool = False
-    taken: Taken = None
-    lane: tuple[str, Head] | None = None
-    answers: Sequence[object] = ()
-
-
-def _head(reply: object) -> Head:
-    item, flat, state = cast(tuple[bytes, list[bytes], bytes], tuple(cast(list[object], reply)))
-    fields = dict(zip(flat[::2], flat[1::2], strict=True))
-    return Head(item.decode(), fields, state or None)
-
-
-def _taken(reply: object) -> Taken:
-    parts = cast(list[object], reply)
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return AGAIN
-    kind, name, head = parts
-    return cast(bytes, kind).decode(), cast(bytes, name).decode(), _head(head)
-
-
-def _advanced(reply: object) -> Advanced:
-    if reply is None:
-        return Advanced(lost=True)
-    kind, *rest = cast(list[object], reply)
-    if kind == b"head":
-        return Advanced(head=_head(rest[0]))
-    if kind == b"empty":
-        return Advanced()
-    if kind == b"lane":
-        return Advanced(lane=(cast(bytes, rest[0]).decode(), _head(rest[1])))
-    return Advanced(asked=True, taken=_taken(rest[0]))
+    decision: str
+    event: str
+    rules: str
 
 
 class DrainSteps:
@@ -150,6 +119,7 @@ class DrainSteps:
         self._begin_lane = register_script(client, scripts.BEGIN_LANE)
         self._take_ready = register_script(client, scripts.TAKE_READY)
         self._nudge = register_script(client, scripts.NUDGE)
+        self._finish_quiet = register_script(client, scripts.FINISH_QUIET)
 
     def _common(self, token: str, ttl_ms: int, now: float, *, wake: bool) -> list[str | int]:
         """The arguments every script takes; a wake message (a fresh Celery message) only
@@ -188,13 +158,13 @@ class DrainSteps:
         reply = self._begin(keys=self._KEYS, args=args)
         if reply is None:
             return False
-        return _head(reply) if reply else True
+        return read_head(reply) if reply else True
 
     def begin_lane(self, member: str, token: str, *, ttl_ms: int, now: float) -> Head | None:
         """Take a lane's lock and open its head; None when it is held or empty."""
         args = [*self._common(token, ttl_ms, now, wake=False), member]
         reply = self._begin_lane(keys=self._KEYS, args=args)
-        return _head(reply) if reply else None
+        return read_head(reply) if reply else None
 
     def take_ready(self, token: str, *, ttl_ms: int, now: float, woken: bool) -> Taken:
         """Take a ready conversation and open its head (see `Taken`). `woken`: the drain's
@@ -203,7 +173,7 @@ class DrainSteps:
             keys=self._KEYS,
             args=[*self._common(token, ttl_ms, now, wake=True), "1" if woken else "0"],
         )
-        return _taken(reply)
+        return read_taken(reply)
 
     def advance(
         self,
@@ -237,10 +207,10 @@ class DrainSteps:
             *pop_fields,
         ]
         if after is None:
-            return _advanced(self._advance(keys=script_keys, args=args))
+            return read_advanced(self._advance(keys=script_keys, args=args))
         self._advance(keys=script_keys, args=args, client=after)
         answers = after.execute()
-        return replace(_advanced(answers[-1]), answers=answers[:-1])
+        return replace(read_advanced(answers[-1]), answers=answers[:-1])
 
     def advance_lane(
         self,
@@ -258,9 +228,37 @@ class DrainSteps:
         common = self._common(token, ttl_ms, now, wake=bool(next_token))
         args = [*common, member, delivery_id, next_token or ""]
         if after is None:
-            return _advanced(self._lane_advance(keys=self._KEYS, args=args))
+            return read_advanced(self._lane_advance(keys=self._KEYS, args=args))
         self._lane_advance(keys=self._KEYS, args=args, client=after)
-        return _advanced(after.execute()[-1])
+        return read_advanced(after.execute()[-1])
+
+    def finish_quiet(
+        self,
+        token: str,
+        decided: Sequence[QuietItem],
+        *,
+        ttl_ms: int,
+        now: float,
+        next_token: str | None = None,
+    ) -> tuple[list[bool], Taken]:
+        """Finish a batch's quiet events of no conversation (their locks held with `token`)
+        in one step, as `advance` finishes one: for each, whether its decision was stored
+        here (False: its lock was lost, or a decision was there first: left for an ordinary
+        drain); then, with `next_token`, the next ready work taken (else AGAIN)."""
+        args = [
+            *self._common(token, ttl_ms, now, wake=True),
+            next_token or "",
+            keys.QUIET_RECORD_TTL,
+            keys.DECISION_LOG_LIMIT,
+        ]
+        for q in decided:
+            args += [q.conversation, q.item, q.decision, q.event, q.rules]
+        reply = self._finish_quiet(
+            keys=[*self._KEYS, keys.DECISIONS, keys.LEGACY_DECISIONS], args=args
+        )
+        kind, stored, *rest = reply
+        taken = read_taken(rest[0]) if kind == b"taken" else AGAIN
+        return [bool(s) for s in stored], taken
 
     def nudge(self) -> bool:
         """Queue a wake message when work is ready and none waits."""
