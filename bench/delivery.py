@@ -135,8 +135,9 @@ budget divided by the workers, {NAIVE_SPLIT} each).
   calls evenly over the window (window / limit apart), so the backlog's last partial window
   took 2.25 s where a burst takes none; and conversations parked until a window's end
   were released on the releaser's next 0.5 s tick. Now a window the provider has confirmed
-  (its first answer, the probe's, carries the window's reset) spends what the provider says
-  is left at once, other workers waiting for the probe's answer at each window start, and
+  (its first answer, the probe's, carries the window's reset) spends what is left at once
+  (the provider's count, less our calls still in flight), other workers waiting for the
+  probe's answer at each window start, and
   the releaser sleeps until the earliest parked time. With first-call windows and a reset
   rounded up, the window's end is the probe's answer + the window (the configured period
   bounds the learnt window); from headers alone the window is learnt from rounded resets

@@ -18,6 +18,9 @@ Timing: from the moment the worker takes its first message to the moment the que
 its unacknowledged set are both empty (polled every 10 ms), so every variant is timed the
 same way; the fake's call log checks that each conversation was opened exactly once.
 Then `--quiet` events no rule listens to (`message.status.updated`) through ours alone.
+The four runs are repeated `--rounds` times, interleaved, and each variant's median run is
+reported (the machine is shared: one run alone can be off by a third); the CPU time each
+process spent per event is counted from /proc beside the rates.
 
 Goals (issue 13): ours ≥ 1.5 x plain, ≥ 0.5 x no-op; quiet events ≥ 2,000/s.
 Writes the `## End to end` section of BENCHMARKS.md.
@@ -41,7 +44,7 @@ from pathlib import Path
 import redis
 
 from bench.delivery_runs import accept_all, message
-from bench.e2e_report import Run, render
+from bench.e2e_report import OURS_NAME, QUIET_NAME, Round, Run, render
 from bench.report import write_section
 from tests.fakes.server import FakeProvidersServer, run_fake_providers
 from tests.helpers_redis import RedisServer, start_redis_server
@@ -233,25 +236,28 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1500)
     parser.add_argument("--quiet", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     args = parser.parse_args(argv)
     bodies = [message(FIRST + n) for n in range(args.events)]
+    rounds: list[Round] = []
     with tempfile.TemporaryDirectory() as tmp, run_fake_providers() as fake:
         rules = Path(tmp) / "rules.yaml"
         rules.write_text(RULES)
-        print(f"ours: {args.events} events", flush=True)
-        ours = run_ours(fake, rules, bodies, "ours (`ticket-worker work --concurrency 4`)")
-        print(f"  {ours}", flush=True)
-        print("plain", flush=True)
-        plain = run_celery(fake, rules, "bench.e2e_plain.handle", [[b.decode()] for b in bodies])
-        print(f"  {plain}", flush=True)
-        print("no-op", flush=True)
-        noop = run_celery(fake, rules, "bench.e2e_plain.noop", [[] for _ in bodies])
-        print(f"  {noop}", flush=True)
-        print(f"quiet: {args.quiet} message.status.updated", flush=True)
         quiet_bodies = [status_body(n) for n in range(args.quiet)]
-        quiet = run_ours(fake, rules, quiet_bodies, "ours, events no rule listens to")
-        print(f"  {quiet}", flush=True)
-    report = render(args, ours, plain, noop, quiet)
+        for number in range(1, args.rounds + 1):
+            print(f"round {number} of {args.rounds}: {args.events} events", flush=True)
+            ours = run_ours(fake, rules, bodies, OURS_NAME)
+            print(f"  {ours}", flush=True)
+            plain = run_celery(
+                fake, rules, "bench.e2e_plain.handle", [[b.decode()] for b in bodies]
+            )
+            print(f"  {plain}", flush=True)
+            noop = run_celery(fake, rules, "bench.e2e_plain.noop", [[] for _ in bodies])
+            print(f"  {noop}", flush=True)
+            quiet = run_ours(fake, rules, quiet_bodies, QUIET_NAME)
+            print(f"  {quiet}", flush=True)
+            rounds.append(Round(ours, plain, noop, quiet))
+    report = render(args, rounds)
     print(report)
     write_section(report)
 

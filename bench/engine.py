@@ -1,6 +1,6 @@
 """Engine benchmark: a 200-rule ruleset through `evaluate`, against hand-written Python.
 
-    .venv/bin/python -m bench.engine [--events 4000] [--repeat 5] [--no-write]
+    .venv/bin/python -m bench.engine [--events 4000] [--repeat 9] [--no-write]
 
 The ruleset is generated from a table of rule specs (four files of 50 rules, one per
 AwalChat event, a realistic mix of operators, `any`/`not`, `ticket:` and one file in
@@ -235,7 +235,7 @@ def assert_explained(ruleset: Ruleset, event: Event, ticket_open: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=4000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
 

@@ -58,7 +58,12 @@ def render(
     return f"""## Engine
 
 `.venv/bin/python -m bench.engine` ({datetime.now(UTC).date()}, Python
-{platform.python_version()}, one core, best of {args.repeat} runs over {args.events} events).
+{platform.python_version()}, one core, {args.events} events per run). Timed in CPU time
+(`time.process_time`: what other processes take on this shared 2-core machine is not
+counted), in {args.repeat} rounds; each round runs every path below once, the engine's and
+the hand-written ones interleaved (in reverse order every other round, garbage collected
+before each run, untimed), and each figure is its path's fastest round, so a slow spell of
+the machine falls on both sides rather than on one.
 A generated 200-rule ruleset (4 files x 50 rules, one file per AwalChat event, one file in
 `first_match`; equals, in, not_equals, contains, contains_any, starts_with, ends_with,
 matches, gt/gte/lt, exists, `any`, `not`, `ticket:`) against a hand-written Python function
@@ -85,11 +90,16 @@ actions as JSON (what a worker without explanations would store).
   the delivery's raw event, its state before and `decided_at`, with the ruleset of the
   decision's version (accepted rulesets are kept by version in `tw:rules:history`, the
   newest 50). Records stored whole by older versions read as before.
-- Where the rest goes: `evaluate` alone costs 1.5 to 2 times the hand-written function (the
-  compiled deciders plan each action with its skip reason and track the projected state);
-  the stored texts carry more than the hand-written actions (index and skip reason per
-  action, the matched rules, the state after). JSON is encoded with one reused encoder
-  (`records.compact`), on both sides.
+- Where the rest goes: `evaluate` alone costs about 1.5 times the hand-written function
+  (the compiled deciders plan each action with its skip reason and track the projected
+  state; an action whose params have no placeholder is one object per skip reason, built
+  with the ruleset, not per event); the stored texts carry more than the hand-written
+  actions (index and skip reason per action, the matched rules, the state after). They
+  are joined from cached fragments (`storage.json_text`: each such prebuilt action's JSON
+  encoded once, a rule action's and a skip reason's fragments around params with
+  placeholders, the state's frame), byte for byte what the encoder writes
+  (`tests/storage/test_json_text.py`). The hand-written side's JSON goes through
+  `records.compact` (the same reused C encoder, made once).
 - Explanations stay complete: for every event of the run, every rule's outcome is checked
   to be there, agreeing with `matched_rules`, and every miss names its first failing
   condition with the value it saw.

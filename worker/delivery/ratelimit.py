@@ -8,10 +8,18 @@ How the pace is chosen, strongest source first:
 
 1. A pause (`paused_until`) stops everyone: set by a 429 (for `Retry-After`) and by
    `X-RateLimit-Remaining: 0` (until the window's end).
-2. Learned from the headers: `limit` calls per window, the provider's counter mirrored in
-   `left` until the window's end. Inside a window the provider has confirmed (an answer
-   carrying its reset came back), calls go at once while `left` lasts: the provider's own
-   count is the budget, so a backlog's last window is not spread over the whole window.
+2. Learned from the headers: `limit` calls per window. Answers come back late and out of
+   order across processes, and a killed worker's never, so the provider's `remaining` alone
+   is not the budget while calls are in flight. Per window the hash counts the slots
+   `charged` to it and the answers `got` for it (those carrying its reset), and keeps the
+   lowest remaining they reported; what is left is
+   `min(limit, lowest remaining + answers got) - charged`: a call charged and not answered
+   may still be counted. Slots taken within `landing` seconds of a window's end and not
+   answered at its end may land in the next window: they are charged to it too (an answer
+   carrying the old reset gives one back); a reservation never answered costs at most that
+   one next window. Inside a window the provider has confirmed (an answer carrying its
+   reset came back), calls go at once while that lasts, so a backlog's last window is not
+   spread over the whole window.
    At a new window (and before the very first answer) one call, the probe, goes first and
    the others wait (polling every `probe_poll`) for its answer, or `probe_timeout`: a burst
    never lands in a window that has not begun on the provider's side (its clock or its
@@ -117,13 +125,14 @@ class RateLimiter:
         ttl: int = keys.RATE_TTL,
         probe_timeout: float = 1.0,
         probe_poll: float = 0.01,
+        landing: float = 1.0,
     ) -> None:
         self._redis = redis_client
         self._prefix = prefix
         self._guard = guard
         self._fallback = pause_without_retry_after
         self._ttl = ttl
-        self._probe = (_arg(probe_timeout), _arg(probe_poll))
+        self._probe = (_arg(probe_timeout), _arg(probe_poll), _arg(landing))
         self._rates: dict[str, Rate] = {}
         self._reserve = register_script(redis_client, RESERVE)
         self._observe = register_script(redis_client, OBSERVE)
@@ -148,9 +157,10 @@ class RateLimiter:
         first: Callable[[redis.client.Pipeline], None] | None = None,
     ) -> float:
         """Take one call slot: 0.0 means call now; otherwise the seconds to wait before
-        asking again (nothing was taken). Atomic across every worker. A spare slot this
-        process took earlier is used without a round trip (`spare_slots`). `first`: queues
-        writes that go first, when a round trip is made."""
+        asking again (nothing was taken; never under 1e-6, however close the wait's end).
+        Atomic across every worker. A spare slot this process took earlier is used without
+        a round trip (`spare_slots`). `first`: queues writes that go first, when a round
+        trip is made."""
         if self._spares.take(destination, now):
             return 0.0
         rate = self._rates.get(destination)

@@ -76,7 +76,9 @@ def evaluate(
         moment = now
     elif moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    cooldowns = _running(state.cooldowns, now) if state.cooldowns else {}
+    cooldowns = state.cooldowns
+    if cooldowns:
+        cooldowns = _running(cooldowns, now)
     ticket_open = state.ticket_open
     decide = plan.deciders.get(event.name, plan.other_decider)
     helpwave_id = state.helpwave_ticket_id

@@ -9,7 +9,9 @@ its text casefolded or parsed as a number once, and its `matches` patterns searc
 predicate runs in ruleset order, honouring `first_match`, `stop` and running cooldowns
 exactly as the explaining loop does, and a rule that acts plans its actions inline: each
 action kind's skips and effect compiled from its entry in `planning.PLANNING` (the one
-statement of them), the projected state held in locals.
+statement of them), the projected state held in locals. An action whose params have no
+placeholder is planned as one of its objects built here, one per skip reason, shared by
+every decision; a blank-text skip the rule alone decides is left out of the code.
 
 SAFETY: no text from a rule file ever appears in generated source. Every value a rule holds
 (operator arguments, path segments, rule names, compiled patterns, tests, windows), and
@@ -30,13 +32,15 @@ from typing import Any, Final
 
 from worker.engine.checks import Check, Shape
 from worker.engine.codegen import HELPERS, SourceBuilder, condition_expression
-from worker.engine.model import PlannedAction
+from worker.engine.model import PlannedAction, planned_action
 from worker.engine.multi_match import PatternSet
 from worker.engine.planning import (
     NO_CONVERSATION,
+    BlankText,
     NoHelpWaveTicket,
     SkipTest,
     TicketIs,
+    is_blank,
     planning_of,
 )
 from worker.engine.templates import compile_value, text_pieces
@@ -116,14 +120,37 @@ def _skip_test(src: SourceBuilder, test: SkipTest) -> str:
     return f"not (type(x := p.get({src.const(test.param)})) is str and x.strip()) and B(x)"
 
 
-def _planning(src: SourceBuilder, kind: str) -> list[str]:
-    """Lines setting the skip reason `s` of an action of `kind` whose params are in `p`, and
-    applying its effect to the projection when it is not skipped (`planning.plan_action`)."""
-    planning = planning_of(kind)
-    lines = ["if nc:", f"    s = {src.text(NO_CONVERSATION)}"]
+def _known_blank(step: ActionStep) -> dict[str, bool]:
+    """Whether each of the step's params is blank (`is_blank`), where the rule alone tells:
+    a value without placeholders, or a text with one and a literal not all whitespace."""
+    known = {}
+    for key, value in step.fixed.items():
+        if step.render is None or compile_value(value) is None:
+            known[key] = is_blank(value)
+        elif isinstance(value, str):
+            split = text_pieces(value)
+            if split is not None and any(text.strip() for text in split[0]):
+                known[key] = False
+    return known
+
+
+def _planning(
+    src: SourceBuilder, step: ActionStep, chosen: Callable[[str | None], str]
+) -> list[str]:
+    """Lines choosing the skip reason of the step's action (`chosen(reason)`: the statement
+    for it; the params are in `p`), and applying its effect to the projection when it is not
+    skipped (`planning.plan_action`). A skip test the rule alone decides is left out."""
+    planning = planning_of(step.kind)
+    known = _known_blank(step)
+    lines = ["if nc:", f"    {chosen(NO_CONVERSATION)}"]
     for skip in planning.skips:
-        lines += [f"elif {_skip_test(src, skip.test)}:", f"    s = {src.text(skip.reason)}"]
-    lines += ["else:", "    s = None"]
+        test = skip.test
+        if isinstance(test, BlankText) and (test.param in known or step.render is None):
+            if known.get(test.param, True):  # no such param: None, blank
+                return [*lines, "else:", f"    {chosen(skip.reason)}"]
+            continue
+        lines += [f"elif {_skip_test(src, test)}:", f"    {chosen(skip.reason)}"]
+    lines += ["else:", f"    {chosen(None)}"]
     if planning.sets_ticket_open is not None:
         lines.append(f"    to = {'True' if planning.sets_ticket_open else 'False'}")
     if planning.plans_helpwave_ticket:
@@ -160,13 +187,28 @@ def _params(src: SourceBuilder, step: ActionStep) -> list[str]:
     return lines
 
 
+def _shared(src: SourceBuilder, rule: str, step: ActionStep) -> Callable[[str | None], str]:
+    """For a step without placeholders: one action object per skip reason, built here and
+    shared by every decision that plans it (immutable; its params are never changed)."""
+    params = dict(step.fixed)
+
+    def chosen(reason: str | None) -> str:
+        action = planned_action(rule, step.index, step.kind, params, reason)
+        return f"acts.append({src.const(action)})"
+
+    return chosen
+
+
 def _plan(src: SourceBuilder, entry: RuleEntry) -> list[str]:
     """Lines planning `entry`'s actions once it acts (PlannedAction built as in model)."""
     name = src.const(entry.name)
     lines = [f"names.append({name})"]
     for step in entry.actions:
+        if step.render is None:
+            lines += _planning(src, step, _shared(src, entry.name, step))
+            continue
         lines += _params(src, step)
-        lines += _planning(src, step.kind)
+        lines += _planning(src, step, lambda why: f"s = {why and src.text(why)}")
         lines += [
             "a = NEW(PA)",
             "d = a.__dict__",

@@ -23,13 +23,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any, NoReturn
 
-from worker.engine.decision import Decision, OutcomesNotStored, WaitChange, wait_changes_json
+from worker.engine.decision import Decision, OutcomesNotStored, WaitChange
 from worker.engine.model import ConversationState, PlannedAction
 from worker.engine.ruleset import Ruleset
 from worker.engine.shadow import ShadowVerdict
+from worker.storage.json_text import decision_text, encode, state_text
 from worker.storage.keys import View
 
 
@@ -103,25 +103,11 @@ def stored_form(decision: Decision) -> dict[str, Any]:
 
 def stored_texts(decision: Decision) -> tuple[str, str]:
     """The stored form as JSON text (what `stored_form` reads back), and the state after
-    as JSON text, encoded once for both."""
-    after = _encode(decision.state_after.to_json())
-    decided_at = decision.decided_at
-    if decided_at is None:
+    as JSON text, encoded once for both (joined from fragments: `json_text`)."""
+    after = state_text(decision.state_after)
+    if decision.decided_at is None:
         return compact(decision.to_json(leave_out=_NOT_STORED)), after
-    data: dict[str, Any] = {
-        "ruleset_version": decision.ruleset_version,
-        "event": decision.event,
-        "conversation_id": decision.conversation_id,
-        "decided_at": decided_at.timestamp(),
-        "matched": decision.matched_rules,
-        "actions": list(map(_action_fields, decision.actions)),  # arrays: rule .. skip_reason
-    }
-    if decision.wait_changes:
-        data["wait_changes"] = wait_changes_json(decision.wait_changes)
-    return _encode(data)[:-1] + ',"state_after":' + after + "}", after
-
-
-_action_fields = attrgetter("rule", "index", "kind", "params", "skip_reason")
+    return decision_text(decision, after), after
 
 
 def read_decision(data: Mapping[str, Any]) -> Decision:
@@ -169,18 +155,6 @@ def is_quiet(decision: Decision, ruleset: Ruleset) -> bool:
     return all(o.status in ("not_for_event", "disabled", "shadow") for o in decision.outcomes)
 
 
-def _plain(value: object) -> object:
-    """What JSON cannot encode as it is: a mapping other than a dict (action params)."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-_encode = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, check_circular=False, default=_plain
-).encode
-
-
 def compact(data: object) -> str:
     """`data` as compact JSON text (no spaces, non-ASCII kept)."""
-    return _encode(data)
+    return encode(data)
