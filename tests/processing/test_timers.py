@@ -8,6 +8,7 @@ The waits are put in place as a decision that schedules them would (the engine's
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import cast
 
@@ -16,7 +17,8 @@ from worker.delivery.parking import ParkingLot
 from worker.engine import load_ruleset_from_texts
 from worker.engine.decision import Decision
 from worker.engine.model import ConversationState, Wait
-from worker.processing.timer_items import timer_release
+from worker.engine.timers import fire
+from worker.processing.timer_items import open_timer, timer_release
 from worker.storage import keys
 from worker.storage.records import DeliveryRecord
 from worker.storage.timers import member
@@ -140,3 +142,68 @@ def test_a_failing_due_action_is_retried_in_its_turn() -> None:
     w.processor.drain("5")
     assert w.provider.routes() == ["closeTicket", "closeTicket"]
     assert json.loads(w.redis.get("tw:state:5") or b"{}")["ticket_open"] is False
+
+
+def test_a_due_wait_is_stored_with_its_decision_in_one_step() -> None:
+    w = world()
+    due = w.clock.now + 60
+    schedule(w, "6", due)
+    w.clock.now = due
+    release(w)
+    [item] = cast(list[bytes], w.redis.lrange("tw:inbox:6", 0, -1))
+    opened = open_timer(w.store, "6", item.decode(), w.store.state("6"))
+    assert not isinstance(opened, str)
+    record = opened[0]
+    assert not record.stored  # built in memory: no round trip to load or create it
+    assert not w.redis.exists(keys.delivery(record.delivery_id))
+    w.processor.drain("6")
+    stored = w.store.load(record.delivery_id)
+    assert stored is not None
+    assert (stored.raw, stored.received_at, stored.conversation) == (record.raw, due, "6")
+    assert 0 < w.redis.ttl(keys.delivery(record.delivery_id)) <= w.store.retention
+
+
+def test_a_wait_decided_by_a_drain_killed_before_its_next_step_is_carried_out_once() -> None:
+    w = world()
+    due = w.clock.now + 60
+    schedule(w, "7", due)
+    w.clock.now = due
+    release(w)
+    [item] = cast(list[bytes], w.redis.lrange("tw:inbox:7", 0, -1))
+    state = w.store.state("7")
+    opened = open_timer(w.store, "7", item.decode(), state)
+    assert not isinstance(opened, str)
+    record = opened[0]
+    w.store.store_decision(record, decision_of(record, state), state)  # the drain dies here
+    assert w.store.state("7").waits == {}
+    w.processor.drain("7")  # the next drain finds the stored decision and carries it out
+    w.processor.drain("7")
+    assert w.provider.routes() == ["closeTicket"]
+    assert w.redis.llen("tw:inbox:7") == 0
+    stored = w.store.load(record.delivery_id)
+    assert stored is not None
+    assert stored.done["close-later#0"]["result"] == "done"
+
+
+def test_a_dry_run_worker_deciding_a_live_wait_loads_its_record() -> None:
+    w = world()
+    due = w.clock.now + 60
+    schedule(w, "8", due)
+    w.clock.now = due
+    release(w)
+    [item] = cast(list[bytes], w.redis.lrange("tw:inbox:8", 0, -1))
+    state = w.store.state("8")
+    opened = open_timer(w.store, "8", item.decode(), state, dry_run=True)
+    assert not isinstance(opened, str)
+    record = replace(opened[0], dry_run=True)
+    w.store.store_decision(record, decision_of(record, state), state)
+    again = open_timer(w.store, "8", item.decode(), w.store.state("8"), dry_run=True)
+    assert not isinstance(again, str)
+    assert again[0].stored
+    assert again[0].decision is not None  # the live state still holds the wait: loaded
+
+
+def decision_of(record: DeliveryRecord, state: ConversationState) -> Decision:
+    ruleset = load_ruleset_from_texts({"rules.yaml": RULES})
+    wait = state.waits["close-later"]
+    return fire(ruleset, record.conversation, wait.rule, wait.due, state, now=wait.due)

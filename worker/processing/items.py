@@ -22,7 +22,7 @@ from worker.engine.timers import fire
 from worker.errors import PayloadError
 from worker.metrics import WorkerMetrics, event_label
 from worker.processing.lanes import FirstItem
-from worker.processing.timer_items import open_timer, wait_of
+from worker.processing.timer_items import open_timer
 from worker.storage.conversations import ConversationStore
 from worker.storage.drains import Head, head_state
 from worker.storage.records import DeliveryRecord, parse_record
@@ -109,12 +109,12 @@ def open_item(
     wait = None
     item = head.item
     if is_timer_item(item):
-        opened = open_timer(store, conversation, item, head_state(head))
+        opened = open_timer(store, conversation, item, head_state(head), dry_run=dry_run)
         if isinstance(opened, str):  # superseded, or its conversation is gone
             metrics.timers.labels(outcome=opened).inc()
             log.info("wait %s", opened, extra={"conversation": conversation, "item": item})
             return None
-        record, wait = opened, wait_of(opened)
+        record, wait = opened
     else:
         if not head.fields:
             log.error("delivery record missing", extra={"delivery_id": item})

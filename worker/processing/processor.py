@@ -271,7 +271,7 @@ class ConversationProcessor:
                 answers = writes.execute()
                 decision = self._store.decision_that_holds(new, answers[0])
                 new, verdicts = None, []
-            record = replace(record, decision=decision, state_before=state)
+            record = replace(record, decision=decision, state_before=state, stored=True)
             quiet = is_quiet(decision, self._rules())
             items.observe(
                 self._metrics, record, event, wait, decision, now=self._clock(), quiet=quiet

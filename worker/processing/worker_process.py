@@ -42,7 +42,7 @@ from worker.metrics import SharedStateCollector, WorkerMetrics
 from worker.processing.actions import ActionExecutor
 from worker.processing.lanes import LaneLocks
 from worker.processing.processor import ConversationProcessor
-from worker.processing.timer_items import timer_release
+from worker.processing.timer_items import RELEASE_BATCH, timer_release
 from worker.settings import Settings
 from worker.startup import rule_source, secret_values
 from worker.storage import keys
@@ -193,7 +193,7 @@ class WorkerProcess:
             ParkedReleaser(self.parking, ready),
             ParkedReleaser(self.lane_parking, ready),
             Periodic("lane-recovery", RECOVERY_INTERVAL, lambda: lane_recovery.sweep(time.time())),
-            ParkedReleaser(self.timers, timer_release),
+            ParkedReleaser(self.timers, timer_release, limit=RELEASE_BATCH),
             Periodic("rules", REFRESH_INTERVAL, self.rules.refresh),
             Periodic("recovery", RECOVERY_INTERVAL, lambda: recovery.sweep(time.time())),
             # ready conversations with no wake message waiting (a lost message, a count

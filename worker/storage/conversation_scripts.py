@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Final
 
-# Store the decision once; a second caller gets the first decision back. The global log
-# (KEYS[3], a stream capped near ARGV[5]; an old list log is moved to KEYS[6] for the
-# upgrade) gets id, conversation, event, rules (ARGV[10..12]). With a conversation (KEYS[2]):
-# its state (TTL ARGV[9]), waits (KEYS[5]: ARGV[13] adds with scores, then removals), and
-# its log, whose record pushed out is deleted.
+# Store the decision once; a second caller gets the first decision back. A record the
+# worker built in memory (a wait coming due: ARGV[13] raw, '' when the record is stored
+# already) is written first, with ARGV[14..16] received_at, dry_run and conversation, kept
+# ARGV[7] seconds. The global log (KEYS[3], a stream capped near ARGV[5]; an old list log is moved
+# to KEYS[6] for the upgrade) gets id, conversation, event, rules (ARGV[10..12]). With a
+# conversation (KEYS[2]): its state (TTL ARGV[9]), waits (KEYS[5]: ARGV[17] adds with
+# scores, then removals), and its log, whose record pushed out is deleted.
 STORE_DECISION: Final = (
     """
 -- Lanes write a few fields of the state while the next events are decided (LANE_FIELDS):
@@ -34,17 +36,22 @@ local function merged_state(key, before, after)
 end
 local existing = redis.call('HGET', KEYS[1], 'decision')
 if existing then return existing end
-redis.call('HSET', KEYS[1], 'decision', ARGV[1])
 local retention = tonumber(ARGV[7])
+if ARGV[13] ~= '' and redis.call('HEXISTS', KEYS[1], 'raw') == 0 then
+  redis.call('HSET', KEYS[1], 'raw', ARGV[13], 'received_at', ARGV[14], 'dry_run', ARGV[15],
+             'conversation', ARGV[16])
+  redis.call('EXPIRE', KEYS[1], retention)
+end
+redis.call('HSET', KEYS[1], 'decision', ARGV[1])
 if redis.call('TYPE', KEYS[3]).ok == 'list' then redis.call('RENAME', KEYS[3], KEYS[6]) end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
            'd', ARGV[4], 'c', ARGV[10], 'e', ARGV[11], 'r', ARGV[12])
 if KEYS[2] ~= '' then
   redis.call('HSET', KEYS[1], 'state_before', ARGV[2])
   redis.call('SET', KEYS[2], merged_state(KEYS[2], ARGV[2], ARGV[3]), 'EX', ARGV[9])
-  local adds = tonumber(ARGV[13])
-  for i = 14, 13 + 2 * adds, 2 do redis.call('ZADD', KEYS[5], ARGV[i + 1], ARGV[i]) end
-  for i = 14 + 2 * adds, #ARGV do redis.call('ZREM', KEYS[5], ARGV[i]) end
+  local adds = tonumber(ARGV[17])
+  for i = 18, 17 + 2 * adds, 2 do redis.call('ZADD', KEYS[5], ARGV[i + 1], ARGV[i]) end
+  for i = 18 + 2 * adds, #ARGV do redis.call('ZREM', KEYS[5], ARGV[i]) end
   redis.call('LPUSH', KEYS[4], ARGV[4])
   local limit = tonumber(ARGV[6])
   local gone = redis.call('LRANGE', KEYS[4], limit, -1)

@@ -154,8 +154,9 @@ class ConversationStore:
         conversation: str,
         dry_run: bool,
     ) -> None:
-        """Store a delivery the worker makes itself (a wait coming due), as the receiver
-        stores a webhook's; kept STATE_RETENTION. An existing record is left as it is."""
+        """Store a delivery as the receiver stores a webhook's, kept STATE_RETENTION (a wait
+        coming due is written by `store_decision` instead, with its decision). An existing
+        record is left as it is."""
         key = keys.delivery(delivery_id)
         self._create(
             keys=[key],
@@ -182,8 +183,10 @@ class ConversationStore:
         pipe: redis.client.Pipeline | None = None,
     ) -> Decision:
         """Store the decision and, for an event of a conversation, the state it projects
-        (in the record's view), unless a decision was stored before. `before_text`: the
-        state before as it was read from Redis (stored as it is instead of encoded again).
+        (in the record's view), unless a decision was stored before; a record built in
+        memory (`stored` False: a wait coming due) is written with it, in the same script.
+        `before_text`: the state before as it was read from Redis (stored as it is instead
+        of encoded again).
 
         Returns the decision that holds: the stored one when a decision already existed.
         With `pipe`, the script is only queued on it (its answer, given to
@@ -218,6 +221,7 @@ class ConversationStore:
                 decision.conversation_id or "",
                 decision.event,
                 ",".join(decision.matched_rules),
+                *self._unstored(record),
                 len(added),
                 *(part for pair in added.items() for part in (pair[0], repr(pair[1]))),
                 *removed,
@@ -226,6 +230,15 @@ class ConversationStore:
         if pipe is not None:
             return decision
         return self.decision_that_holds(decision, existing)
+
+    @staticmethod
+    def _unstored(record: DeliveryRecord) -> tuple[bytes | str, ...]:
+        """The fields `store_decision` writes first for a record built in memory (none for
+        one stored already)."""
+        if record.stored:
+            return ("", "", "", "")
+        dry_run = "1" if record.dry_run else "0"
+        return (record.raw, repr(record.received_at), dry_run, record.conversation)
 
     @staticmethod
     def decision_that_holds(decision: Decision, existing: object) -> Decision:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final, cast
 
 from worker.engine.model import ConversationState
@@ -26,10 +27,15 @@ class Head:
     fields: dict[bytes, bytes]
     state: bytes | None
 
+    @cached_property
+    def parsed_state(self) -> ConversationState | None:
+        """`state` parsed, once however many steps of the item read it."""
+        return ConversationState.from_json(json.loads(self.state)) if self.state else None
+
 
 def head_state(head: Head) -> ConversationState | None:
     """The state the step read with the head (None: the conversation has none)."""
-    return ConversationState.from_json(json.loads(head.state)) if head.state else None
+    return head.parsed_state
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ front of `tw:ready` in the same script (each locked and marked active alike), an
 (worker.processing.solo_batch). Replies are read by `worker.storage.drain_replies`.
 
 A timer item (`t...`, worker.storage.timers) is opened with the state of its own view only:
-its delivery record is made when it is carried out (worker.processing.timer_items).
+its delivery record is built in memory and written with its decision
+(worker.processing.timer_items).
 """
 
 from __future__ import annotations

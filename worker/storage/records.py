@@ -47,6 +47,7 @@ class DeliveryRecord:
     done: Mapping[str, Mapping[str, Any]]
     attempts: Mapping[str, list[dict[str, Any]]]
     shadow: tuple[ShadowVerdict, ...] | None = None  # None: no shadow rule decided it
+    stored: bool = True  # False: built in memory (a wait coming due), written with its decision
 
     @property
     def view(self) -> View:

@@ -46,17 +46,23 @@ def celery_message(task_name: str, args: list[str], queue: str = CELERY_QUEUE) -
 
     Each call has a fresh task id and delivery tag.
     """
-    task_id = _uuid4()
-    body = f"[{json.dumps(args)}, {{}}, {_EMBED}]".encode()
+    body, argsrepr = _args_fields(args) if args else _NO_ARGS
     return _message_template(task_name, queue) % {
-        "id": task_id,
+        "id": _uuid4(),
         "tag": _uuid4(),
-        "body": base64.b64encode(body).decode("ascii"),
-        "argsrepr": json.dumps(repr(args))[1:-1],
+        "body": body,
+        "argsrepr": argsrepr,
     }
 
 
+def _args_fields(args: list[str]) -> tuple[str, str]:
+    """The message's body (base64) and argsrepr for `args`."""
+    body = f"[{json.dumps(args)}, {{}}, {_EMBED}]".encode()
+    return base64.b64encode(body).decode("ascii"), json.dumps(repr(args))[1:-1]
+
+
 _EMBED: Final = json.dumps({"callbacks": None, "errbacks": None, "chain": None, "chord": None})
+_NO_ARGS: Final = _args_fields([])  # a wake message's: the same every time, built once
 
 
 def _uuid4() -> str:
