@@ -60,7 +60,7 @@ def test_in_the_background_lines_are_written_by_one_thread_and_all_drained_at_st
             raise ValueError("boom")
         except ValueError:
             log.exception("failed", extra={"delivery_id": "dx"})
-        assert worker.logs._listener is not None
+        assert worker.logs._writer is not None
         worker.logs.stop_log_writer()  # what exit does: every queued line written
         worker.logs.stop_log_writer()  # and again: nothing left to do
         lines = [json.loads(line) for line in out.getvalue().splitlines()]

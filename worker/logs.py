@@ -12,9 +12,9 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import logging.handlers
 import queue
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -31,16 +31,68 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 # volume (and the time spent writing it). Their warnings still show.
 _CHATTY = ("httpx", "httpcore")
 
-_listener: logging.handlers.QueueListener | None = None  # the writer thread, when in the background
+_BATCH = 512  # lines the writer joins into one write at most
+_STOP = "\x00stop"  # not a JSON line: tells the writer to finish
+
+
+class LineWriter(logging.Handler):
+    """Formats each record in the thread that logs it (no lock: formatting is pure and the
+    queue is thread-safe) and hands the line to one writer thread, which writes every line
+    waiting in one `write`: under load a worker thread neither waits for a write nor drops
+    the GIL to make one."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self._lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write, name="log-writer", daemon=True)
+        self._thread.start()
+
+    def createLock(self) -> None:
+        self.lock = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.put(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+    def stop(self) -> None:
+        """Write what is queued and end the thread."""
+        if self._thread.is_alive():
+            self._lines.put(_STOP)
+            self._thread.join(timeout=5)
+
+    def _write(self) -> None:
+        while True:
+            batch = [self._lines.get()]
+            while len(batch) < _BATCH:
+                try:
+                    batch.append(self._lines.get_nowait())
+                except queue.Empty:
+                    break
+            done = _STOP in batch
+            lines = [line for line in batch if line != _STOP]
+            if lines:
+                try:
+                    self._stream.write("\n".join(lines) + "\n")
+                    self._stream.flush()
+                except (OSError, ValueError):
+                    pass  # stderr closed: nowhere left to say so
+            if done:
+                return
+
+
+_writer: LineWriter | None = None  # the background writer, when there is one
 
 
 @atexit.register
 def stop_log_writer() -> None:
     """Write every queued line and stop the background writer (at exit; idempotent)."""
-    global _listener
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
+    global _writer
+    if _writer is not None:
+        _writer.stop()
+        _writer = None
 
 
 class JsonFormatter(logging.Formatter):
@@ -68,21 +120,17 @@ def configure_logging(
     """Send every log record of the process to `stream` (stderr) as JSON lines.
 
     `background` (the services: serve, work, up, console): a record is formatted by the
-    thread that logs it and written by one writer thread (`QueueHandler` and
-    `QueueListener`, stopped and drained at exit). Worker threads then never wait for a
-    write, nor queue behind a thread that holds the handler's lock while it waits for the
-    GIL (9% of a worker thread's time under load, 4 threads). What a SIGKILL can lose: the
-    lines not yet written, a few milliseconds' worth.
+    thread that logs it and written by one writer thread (`LineWriter`, drained at exit).
+    Worker threads then never wait for a write, nor queue behind a thread that holds the
+    handler's lock while it waits for the GIL (9% of a worker thread's time under load, 4
+    threads). What a SIGKILL can lose: the lines not yet written, a few milliseconds' worth.
     """
-    global _listener
+    global _writer
     stop_log_writer()
-    writer = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler: logging.Handler = writer
+    out = stream if stream is not None else sys.stderr
+    handler: logging.Handler = logging.StreamHandler(out)
     if background:
-        lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        handler = logging.handlers.QueueHandler(lines)  # formats in the caller's thread
-        _listener = logging.handlers.QueueListener(lines, writer)
-        _listener.start()
+        handler = _writer = LineWriter(out)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     for existing in list(root.handlers):

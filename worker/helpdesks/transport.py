@@ -129,7 +129,7 @@ class KeepAliveTransport(httpx.BaseTransport):
         sock = connection.sock
         assert sock is not None  # connected by _connection
         body = request.read()
-        sock.settimeout(timeouts.get("write"))
+        _timeout(sock, timeouts.get("write"))
         try:
             connection.putrequest(
                 request.method,
@@ -144,7 +144,7 @@ class KeepAliveTransport(httpx.BaseTransport):
             raise httpx.WriteTimeout(str(exc) or "write timed out", request=request) from exc
         except OSError as exc:
             raise httpx.WriteError(str(exc), request=request) from exc
-        sock.settimeout(timeouts.get("read"))
+        _timeout(sock, timeouts.get("read"))
         try:
             answer = connection.getresponse()
             content = answer.read(MAX_ANSWER_BYTES + 1)
@@ -168,6 +168,13 @@ class KeepAliveTransport(httpx.BaseTransport):
             request=request,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer.reason.encode()},
         )
+
+
+def _timeout(sock: socket.socket, seconds: float | None) -> None:
+    """Set the socket's timeout when it changes (each set is a system call; the write and
+    read timeouts are usually the same)."""
+    if sock.gettimeout() != seconds:
+        sock.settimeout(seconds)
 
 
 def _idle_and_open(sock: socket.socket) -> bool:
