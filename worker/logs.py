@@ -119,11 +119,13 @@ def configure_logging(
 ) -> None:
     """Send every log record of the process to `stream` (stderr) as JSON lines.
 
-    `background` (the services: serve, work, up, console): a record is formatted by the
-    thread that logs it and written by one writer thread (`LineWriter`, drained at exit).
-    Worker threads then never wait for a write, nor queue behind a thread that holds the
-    handler's lock while it waits for the GIL (9% of a worker thread's time under load, 4
-    threads). What a SIGKILL can lose: the lines not yet written, a few milliseconds' worth.
+    `background` (the worker: `work`): a record is formatted by the thread that logs it and
+    written by one writer thread (`LineWriter`, drained at exit). Worker threads then never
+    wait for a write, nor queue behind a thread that holds the handler's lock while it waits
+    for the GIL (9% of a worker thread's time under load, 4 threads). What a SIGKILL can
+    lose: the lines not yet written, a few milliseconds' worth. The uvicorn services write
+    in place: uvicorn ends a SIGTERMed process by raising the signal again, which skips the
+    exit handlers that drain the writer.
     """
     global _writer
     stop_log_writer()

@@ -81,7 +81,7 @@ def _console(args: argparse.Namespace, settings: Settings) -> int:
     from worker.startup import rule_source
     from worker.storage.upgrade import convert_decision_log
 
-    configure_logging(background=True)
+    configure_logging()
     client = connect(settings)
     convert_decision_log(client)
     rules = rule_source(settings, client)

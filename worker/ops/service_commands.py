@@ -47,7 +47,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from worker.receiver.app import build_receiver
     from worker.receiver.serving import serve
 
-    configure_logging(background=True)
+    configure_logging()
     # Rule files refused with no published version to run instead, or a missing credential,
     # stop here, named.
     preflight(settings)

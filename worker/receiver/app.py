@@ -109,5 +109,5 @@ def build_receiver(
 def receiver_from_env() -> Starlette:
     """uvicorn factory: settings from the environment, JSON logs, the production receiver."""
     app = build_receiver(Settings())
-    configure_logging(background=True)
+    configure_logging()
     return app
