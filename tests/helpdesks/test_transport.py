@@ -16,7 +16,7 @@ import pytest
 
 from worker.errors import HelpdeskUnavailableError
 from worker.helpdesks.awalchat import AwalChatClient
-from worker.helpdesks.http import new_http_client
+from worker.helpdesks.http import HelpdeskHttpClient, new_http_client
 from worker.helpdesks.transport import MAX_ANSWER_BYTES, KeepAliveTransport
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -239,3 +239,31 @@ def test_a_cookie_an_answer_sets_is_not_sent_back() -> None:
         http.get(url)
     assert all(b"cookie:" not in request.lower() for request in seen.requests)
     assert len(http.cookies) == 0
+
+
+def test_the_helpdesk_client_sends_straight_through_its_hooks_and_transport() -> None:
+    seen_hooks: list[str] = []
+    with server(answering(OK)) as (url, seen), new_http_client(timeout_seconds=5) as http:
+        assert isinstance(http, HelpdeskHttpClient)
+        http.event_hooks = {
+            "request": [lambda request: seen_hooks.append(f"request {request.method}")],
+            "response": [lambda response: seen_hooks.append(f"response {response.status_code}")],
+        }
+        response = http.send(http.build_request("POST", url, content=b"x"))  # the direct path
+        assert response.json() == {}
+        assert response.request.method == "POST"
+        assert http.post(url, content=b"y").status_code == 200  # httpx's own send (options)
+    assert seen_hooks == ["request POST", "response 200"] * 2
+    assert len(seen.requests) == 2
+    with pytest.raises(RuntimeError, match="closed"):
+        http.send(http.build_request("GET", url))
+
+
+def test_a_failing_response_hook_closes_the_answer_and_raises() -> None:
+    def refuse(response: httpx.Response) -> None:
+        raise ValueError("no")
+
+    with server(answering(OK)) as (url, _), new_http_client(timeout_seconds=5) as http:
+        http.event_hooks = {"request": [], "response": [refuse]}
+        with pytest.raises(ValueError, match="no"):
+            http.send(http.build_request("GET", url))

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import httpx
 
@@ -55,14 +55,23 @@ class _Cookieless(httpx.Cookies):
         """Keep nothing a server sets."""
 
 
-class CookielessClient(httpx.Client):
-    """An `httpx.Client` that keeps no cookies: the helpdesk APIs authenticate every call
-    (signature, API key), so a cookie an answer sets is neither kept nor sent back (and
-    reading every answer's cookies was 5% of a worker's time per call)."""
+class HelpdeskHttpClient(httpx.Client):
+    """The `httpx.Client` of the helpdesk clients.
+
+    - It keeps no cookies: the helpdesk APIs authenticate every call (signature, API key),
+      so a cookie an answer sets is neither kept nor sent back (reading every answer's
+      cookies was 5% of a worker's time per call).
+    - Through `KeepAliveTransport`, `send(request)` runs the event hooks (the rate gate's)
+      and the transport directly, without httpx's auth and redirect layers, which these
+      calls never use (no auth configured, redirects not followed, no proxy): about a tenth
+      of a call's CPU time. Any other use (`stream=`, `auth=`, `follow_redirects=`, another
+      transport) is httpx's own `send`.
+    """
 
     def __init__(self, *, timeout: httpx.Timeout, transport: httpx.BaseTransport | None) -> None:
         super().__init__(timeout=timeout, transport=transport)
         self._cookieless = _Cookieless()
+        self._direct = transport if isinstance(transport, KeepAliveTransport) else None
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -71,6 +80,23 @@ class CookielessClient(httpx.Client):
     @cookies.setter
     def cookies(self, cookies: object) -> None:
         raise TypeError("helpdesk calls carry no cookies")
+
+    def send(self, request: httpx.Request, **options: Any) -> httpx.Response:
+        if self._direct is None or options:
+            return super().send(request, **options)
+        if self.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        hooks = self.event_hooks
+        for hook in hooks["request"]:
+            hook(request)
+        response = self._direct.handle_request(request)  # read whole, `request` set
+        try:
+            for hook in hooks["response"]:
+                hook(response)
+        except BaseException:
+            response.close()
+            raise
+        return response
 
 
 def new_http_client(
@@ -81,7 +107,7 @@ def new_http_client(
     or a proxy is configured."""
     if transport is None and not proxy_configured():
         transport = KeepAliveTransport()
-    return CookielessClient(timeout=httpx.Timeout(timeout_seconds), transport=transport)
+    return HelpdeskHttpClient(timeout=httpx.Timeout(timeout_seconds), transport=transport)
 
 
 def require_timeout(http: httpx.Client) -> None:
