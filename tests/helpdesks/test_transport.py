@@ -267,3 +267,22 @@ def test_a_failing_response_hook_closes_the_answer_and_raises() -> None:
         http.event_hooks = {"request": [], "response": [refuse]}
         with pytest.raises(ValueError, match="no"):
             http.send(http.build_request("GET", url))
+
+
+def test_a_kept_connection_is_reused_when_its_descriptor_is_past_1024() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("this machine allows too few descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fillers = [socket.socket() for _ in range(1030)]  # the connection's descriptor comes after
+    try:
+        with server(answering(OK)) as (url, seen), client() as http:
+            for _ in range(3):
+                assert http.post(url, content=b"x").status_code == 200
+        assert seen.connections == [3]
+    finally:
+        for filler in fillers:
+            filler.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -179,12 +179,15 @@ def _timeout(sock: socket.socket, seconds: float | None) -> None:
 
 def _idle_and_open(sock: socket.socket) -> bool:
     """A kept connection is reusable when nothing is waiting to be read on it: readable
-    while idle means the server closed it (or sent what no request asked for)."""
+    while idle means the server closed it (or sent what no request asked for). `poll`, not
+    `select`: a process holding more than 1,024 descriptors would have every connection
+    refused by `select` (ValueError) and reconnect on every call."""
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return not poller.poll(0)
     except (OSError, ValueError):
         return False
-    return not readable
 
 
 def proxy_configured() -> bool:
