@@ -44,7 +44,7 @@ from pathlib import Path
 import redis
 
 from bench.delivery_runs import accept_all, message
-from bench.e2e_report import OURS_NAME, QUIET_NAME, Round, Run, render
+from bench.e2e_report import OURS_NAME, PROCESSES, QUIET_NAME, Round, Run, render
 from bench.report import write_section
 from tests.fakes.server import FakeProvidersServer, run_fake_providers
 from tests.helpers_redis import RedisServer, start_redis_server
@@ -162,10 +162,10 @@ def environment(url: str, fake: FakeProvidersServer, rules: Path) -> dict[str, s
 def processes(
     proc: subprocess.Popen[bytes], server: RedisServer, fake: FakeProvidersServer
 ) -> dict[str, int]:
-    """The processes whose CPU time a run counts: worker, redis-server, fake provider."""
+    """The processes whose CPU time a run counts, by their names in the report."""
     assert server.process is not None
     assert fake.pid is not None
-    return {"worker": proc.pid, "redis-server": server.process.pid, "fake provider": fake.pid}
+    return dict(zip(PROCESSES, (proc.pid, server.process.pid, fake.pid), strict=True))
 
 
 def checked(
