@@ -63,6 +63,23 @@ def release(world: World) -> list[str]:
     return timers.release_due(world.clock.now, timer_release)
 
 
+def came_due(conversation: str, *, ticket_open: bool = True) -> World:
+    """A world in which the conversation's wait of close-later came due and was released
+    into its inbox (its clock stands at the due time)."""
+    w = world()
+    due = w.clock.now + 60
+    schedule(w, conversation, due, ticket_open=ticket_open)
+    w.clock.now = due
+    release(w)
+    return w
+
+
+def released_item(world: World, conversation: str) -> bytes:
+    """The inbox's one item: the released wait."""
+    [item] = cast(list[bytes], world.redis.lrange(f"tw:inbox:{conversation}", 0, -1))
+    return item
+
+
 def test_a_due_wait_is_released_into_the_inbox_and_carried_out_once() -> None:
     w = world()
     due = w.clock.now + 60
@@ -71,7 +88,7 @@ def test_a_due_wait_is_released_into_the_inbox_and_carried_out_once() -> None:
     assert release(w) == []  # not yet
     w.clock.now = due + 0.2
     assert release(w) == [member("live", "close-later", "1")]
-    [item] = cast(list[bytes], w.redis.lrange("tw:inbox:1", 0, -1))
+    item = released_item(w, "1")
     assert item.startswith(b"tl")
     assert w.redis.llen("celery") == 1
     w.processor.drain("1")
@@ -91,11 +108,8 @@ def test_a_due_wait_is_released_into_the_inbox_and_carried_out_once() -> None:
 
 
 def test_a_wait_restarted_before_its_item_is_taken_is_not_carried_out() -> None:
-    w = world()
-    due = w.clock.now + 60
-    schedule(w, "2", due)
-    w.clock.now = due
-    release(w)
+    w = came_due("2")
+    due = w.clock.now
     schedule(w, "2", due + 30)  # a later event restarted it (debounce)
     w.processor.drain("2")
     assert w.provider.routes() == []
@@ -116,11 +130,7 @@ def test_a_wait_whose_conversation_expired_is_dropped() -> None:
 
 
 def test_a_due_wait_is_decided_against_the_state_of_that_moment() -> None:
-    w = world()
-    due = w.clock.now + 60
-    schedule(w, "4", due, ticket_open=False)  # the ticket was closed meanwhile
-    w.clock.now = due
-    release(w)
+    w = came_due("4", ticket_open=False)  # the ticket was closed meanwhile
     w.processor.drain("4")
     assert w.provider.routes() == []  # skipped: nothing to change
     [delivery] = w.store.recent_deliveries(conversation="4", limit=1)
@@ -130,11 +140,7 @@ def test_a_due_wait_is_decided_against_the_state_of_that_moment() -> None:
 
 
 def test_a_failing_due_action_is_retried_in_its_turn() -> None:
-    w = world()
-    due = w.clock.now + 60
-    schedule(w, "5", due)
-    w.clock.now = due
-    release(w)
+    w = came_due("5")
     w.provider.answers = [status(503), ok]
     report = w.processor.drain("5")
     assert report.parked_until is not None
@@ -145,12 +151,9 @@ def test_a_failing_due_action_is_retried_in_its_turn() -> None:
 
 
 def test_a_due_wait_is_stored_with_its_decision_in_one_step() -> None:
-    w = world()
-    due = w.clock.now + 60
-    schedule(w, "6", due)
-    w.clock.now = due
-    release(w)
-    [item] = cast(list[bytes], w.redis.lrange("tw:inbox:6", 0, -1))
+    w = came_due("6")
+    due = w.clock.now
+    item = released_item(w, "6")
     opened = open_timer(w.store, "6", item.decode(), w.store.state("6"))
     assert not isinstance(opened, str)
     record = opened[0]
@@ -164,12 +167,8 @@ def test_a_due_wait_is_stored_with_its_decision_in_one_step() -> None:
 
 
 def test_a_wait_decided_by_a_drain_killed_before_its_next_step_is_carried_out_once() -> None:
-    w = world()
-    due = w.clock.now + 60
-    schedule(w, "7", due)
-    w.clock.now = due
-    release(w)
-    [item] = cast(list[bytes], w.redis.lrange("tw:inbox:7", 0, -1))
+    w = came_due("7")
+    item = released_item(w, "7")
     state = w.store.state("7")
     opened = open_timer(w.store, "7", item.decode(), state)
     assert not isinstance(opened, str)
@@ -186,12 +185,8 @@ def test_a_wait_decided_by_a_drain_killed_before_its_next_step_is_carried_out_on
 
 
 def test_a_dry_run_worker_deciding_a_live_wait_loads_its_record() -> None:
-    w = world()
-    due = w.clock.now + 60
-    schedule(w, "8", due)
-    w.clock.now = due
-    release(w)
-    [item] = cast(list[bytes], w.redis.lrange("tw:inbox:8", 0, -1))
+    w = came_due("8")
+    item = released_item(w, "8")
     state = w.store.state("8")
     opened = open_timer(w.store, "8", item.decode(), state, dry_run=True)
     assert not isinstance(opened, str)
