@@ -10,11 +10,10 @@ import pytest
 
 from tests.processing.support import World, build, status
 from worker.delivery.parking import ParkingLot
-from worker.delivery.recovery import Recovery
 from worker.engine.decision import Decision
 from worker.engine.model import ConversationState
 from worker.processing.failures import replay_one
-from worker.storage import keys
+from worker.processing.worker_process import lanes_recovery
 from worker.storage.records import DeliveryRecord
 
 RULES = """
@@ -237,15 +236,7 @@ def test_a_lane_whose_drain_died_is_recovered_and_acts_once() -> None:
         world.processor.drain("9")
     assert world.redis.lrange("tw:lane:a:9", 0, -1) == [delivery.encode()]
     assert world.redis.zscore("tw:active:lanes", "a:9") is not None
-    recovery = Recovery(
-        world.redis,
-        lock_key=keys.lane_lock,
-        inbox_key=keys.lane,
-        parked_key=keys.PARKED_LANES,
-        queue=keys.READY_LANES,
-        build_message=lambda member: member,
-        active_key=keys.ACTIVE_LANES,
-    )
+    recovery = lanes_recovery(world.redis)
     world.clock.now += 100  # the lock's TTL and the budget's wait for a lost answer are over
     assert "a:9" in recovery.sweep(world.clock())
     world.processor.drain_ready()

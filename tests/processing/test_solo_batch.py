@@ -8,11 +8,10 @@ import json
 import pytest
 
 from tests.processing.support import World, build
-from worker.delivery.recovery import Recovery
+from worker.processing.worker_process import conversation_recovery
 from worker.storage import keys
 from worker.storage.drains import Batch, DrainSteps
 from worker.storage.keys import QUIET_RECORD_TTL
-from worker.storage.wire import drain_message
 
 
 def status(n: int, state: str = "delivered") -> bytes:
@@ -103,14 +102,7 @@ def test_a_batch_taken_and_never_finished_is_recovered_and_decided_once(world: W
     # the worker's lock expires; recovery finds the stale active marks
     world.redis.delete(*(keys.lock(c) for c, _ in taken.heads))
     world.redis.delete(keys.CELERY_QUEUE)
-    recovery = Recovery(
-        world.redis,
-        lock_key=keys.lock,
-        inbox_key=keys.inbox,
-        parked_key=keys.PARKED,
-        queue=keys.CELERY_QUEUE,
-        build_message=drain_message,
-    )
+    recovery = conversation_recovery(world.redis)
     requeued = recovery.sweep(world.clock() + 3600)
     assert sorted(requeued) == sorted(c for c, _ in taken.heads)
     assert world.redis.llen(keys.CELERY_QUEUE) == 4

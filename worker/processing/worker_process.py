@@ -62,6 +62,31 @@ HEARTBEAT_INTERVAL: Final = 5.0
 HEARTBEAT_FILE: Final = Path(tempfile.gettempdir()) / "ticket-worker.heartbeat"
 
 
+def conversation_recovery(client: redis.Redis, *, parked_key: str = keys.PARKED) -> Recovery:
+    """The sweep that queues a drain for a conversation a dead worker left behind."""
+    return Recovery(
+        client,
+        lock_key=keys.lock,
+        inbox_key=keys.inbox,
+        parked_key=parked_key,
+        queue=keys.CELERY_QUEUE,
+        build_message=drain_message,
+    )
+
+
+def lanes_recovery(client: redis.Redis, *, parked_key: str = keys.PARKED_LANES) -> Recovery:
+    """The sweep that makes a lane a dead drain left with work ready again."""
+    return Recovery(
+        client,
+        lock_key=keys.lane_lock,
+        inbox_key=keys.lane,
+        parked_key=parked_key,
+        queue=keys.READY_LANES,
+        build_message=lambda member: member,
+        active_key=keys.ACTIVE_LANES,
+    )
+
+
 class WorkerProcess:
     """The worker process's long-lived objects (clients, stores, processor)."""
 
@@ -171,23 +196,8 @@ class WorkerProcess:
         """Start the parked releaser and the recovery sweep (once per worker process)."""
         if self._background:
             return
-        recovery = Recovery(
-            self.redis,
-            lock_key=keys.lock,
-            inbox_key=keys.inbox,
-            parked_key=self.parking.key,
-            queue=keys.CELERY_QUEUE,
-            build_message=drain_message,
-        )
-        lane_recovery = Recovery(
-            self.redis,
-            lock_key=keys.lane_lock,
-            inbox_key=keys.lane,
-            parked_key=self.lane_parking.key,
-            queue=keys.READY_LANES,
-            build_message=lambda member: member,
-            active_key=keys.ACTIVE_LANES,
-        )
+        recovery = conversation_recovery(self.redis, parked_key=self.parking.key)
+        lane_recovery = lanes_recovery(self.redis, parked_key=self.lane_parking.key)
         self._serve_metrics()
         self._background = [
             ParkedReleaser(self.parking, ready),
