@@ -179,11 +179,16 @@ class ActionRunner:
         state: ConversationState,
         admitted: Mapping[str, str | None] | None = None,
         pipe: redis.client.Pipeline | None = None,
+        *,
+        hold_lessons: bool = False,
     ) -> tuple[float | None, ConversationState]:
         """Carry out `action` against `state` (the conversation's state as stored now);
         return when to come back (None: finished) and the state stored afterwards.
         `admitted`: the breaker's verdicts asked with the decision (`queue_admissions`);
-        `pipe`: the outcome is recorded on it, sent with the caller's next step."""
+        `pipe`: the outcome is recorded on it, sent with the caller's next step.
+        `hold_lessons`: what the answer taught the rate budget stays held (sent with this
+        thread's next reservation, or queued by the caller), for a caller whose `pipe`
+        goes out only after more calls: the budget must not wait for it meanwhile."""
         if action.skip_reason is not None:
             self._complete(
                 record, action, {"result": "skipped", "reason": action.skip_reason}, None, pipe
@@ -206,7 +211,7 @@ class ActionRunner:
             self._mark_intent(record, action, marked)
 
         try:
-            outcome = self._execute(action, event, state, before_send, pipe)
+            outcome = self._execute(action, event, state, before_send, pipe, hold_lessons)
         except ThrottledError as exc:
             if marked:
                 self._intents.clear(record.delivery_id, action.key)
@@ -236,16 +241,18 @@ class ActionRunner:
         state: ConversationState,
         before_send: Callable[[], None],
         pipe: redis.client.Pipeline | None,
+        hold: bool = False,
     ) -> ActionOutcome:
         """The executor's call; what its answers taught the rate budget goes with the
-        outcome (`pipe`) when it succeeded, else at once (gate.Observations)."""
+        outcome (`pipe`) when it succeeded, else at once (gate.Observations); with `hold`
+        it stays held on success (`run`'s `hold_lessons`)."""
         try:
             outcome = self._executor.execute(action, event, state, before_send=before_send)
         except BaseException:
             if self._observations is not None:
                 self._observations.send()
             raise
-        if self._observations is not None:
+        if self._observations is not None and not hold:
             if pipe is None:
                 self._observations.send()
             else:

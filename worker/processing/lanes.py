@@ -138,6 +138,32 @@ class LaneDrainer:
                 self._store.release_lane(member, token)
         return processed, parked, taken
 
+    @property
+    def leases(self) -> LeaseKeeper:
+        return self._leases
+
+    def carry_out(
+        self,
+        member: str,
+        token: str,
+        head: Head,
+        lease: Lease,
+        budget: Budget,
+        first: FirstItem | None,
+        pipe: redis.client.Pipeline,
+    ) -> bool:
+        """Carry out the lane's head (its lock held with `token` under `lease`), its last
+        outcome queued on `pipe`, for a caller that finishes several lanes in one round
+        trip. False when the lane must wait (parked) or stop: its lock is let go here."""
+        try:
+            self._carry_out(member, head, lease, budget, first, pipe)
+        except Stop as stop:
+            if stop.until is not None:
+                self._park(member, stop.until)
+            self._store.release_lane(member, token)
+            return False
+        return True
+
     def _drain_locked(
         self,
         member: str,
@@ -178,11 +204,12 @@ class LaneDrainer:
         lease: Lease,
         budget: Budget,
         first: FirstItem | None,
+        pipe: redis.client.Pipeline | None = None,
     ) -> redis.client.Pipeline | None:
         """Run the head delivery's actions of the lane's destination not yet done, in
         order; return the pipeline holding the last outcome (sent with the step to the
-        next head). Raise Stop when the lane must wait or stop first. (Skipped actions
-        were recorded before the delivery was handed over.)"""
+        next head; `pipe` when given). Raise Stop when the lane must wait or stop first.
+        (Skipped actions were recorded before the delivery was handed over.)"""
         admitted = None
         if first is not None and first.record.delivery_id == head.item:
             record, event, admitted = first.record, first.event, first.admitted
@@ -206,8 +233,12 @@ class LaneDrainer:
         for action in pending:
             budget.check(lease)
             if action is pending[-1]:
-                outcomes = self._store.client.pipeline(transaction=False)
-            until, state = self._runner.run(record, event, action, state, admitted, outcomes)
+                outcomes = (
+                    pipe if pipe is not None else self._store.client.pipeline(transaction=False)
+                )
+            until, state = self._runner.run(
+                record, event, action, state, admitted, outcomes, hold_lessons=pipe is not None
+            )
             if until is not None:
                 raise Stop(until)
         return outcomes

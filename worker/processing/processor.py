@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
+import redis
+
 from worker.delivery.breaker import RunawayBreaker, Verdict
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.gate import Observations
@@ -34,6 +36,7 @@ from worker.metrics import WorkerMetrics
 from worker.processing import items
 from worker.processing.action_runner import ActionRunner
 from worker.processing.actions import ActionExecutor
+from worker.processing.conversation_batch import ConversationBatches
 from worker.processing.items import Claimed, Decided, DrainReport
 from worker.processing.lane_fields import destination
 from worker.processing.lanes import Budget, FirstItem, LaneDrainer, LaneLocks, Stop
@@ -41,7 +44,14 @@ from worker.processing.shadow_runner import ShadowRunner
 from worker.processing.solo_batch import SoloBatches
 from worker.storage import keys
 from worker.storage.conversations import ConversationStore
-from worker.storage.drains import AGAIN, CONVERSATION, Batch, DrainSteps, Head, Taken
+from worker.storage.drains import (
+    AGAIN,
+    CONVERSATION,
+    Batch,
+    DrainSteps,
+    Head,
+    Taken,
+)
 from worker.storage.records import is_quiet
 
 
@@ -110,6 +120,19 @@ class ConversationProcessor:
             clock=clock,
         )
 
+        self._batches = ConversationBatches(
+            store=store,
+            steps=self._steps,
+            leases=self._leases,
+            lanes=self._lanes,
+            rules=rules,
+            process=self._process,
+            drain_one=self._drain_from,
+            park=park,
+            clock=clock,
+            observations=observations,
+        )
+
     def drain(self, conversation: str) -> DrainReport:
         """Process the conversation's inbox until it is empty, it must wait, or time is up;
         then its lanes, each unless another drain holds it."""
@@ -155,10 +178,8 @@ class ConversationProcessor:
             while isinstance(taken, tuple | Batch):
                 in_time = self._clock() - started <= self._run_budget and not self._stopping()
                 following = secrets.token_hex(8) if in_time else None
-                if isinstance(taken, Batch):  # events of no conversation: solo_batch
-                    ordinary = partial(
-                        self._drain_from, token=token, budget=budget, next_token=None
-                    )
+                if isinstance(taken, Batch):  # several: solo_batch, then _drain_many
+                    ordinary = partial(self._batches.run, token=token, budget=budget)
                     solo, taken = self._solo.run(taken, token, following, ordinary)
                     processed += solo.quiet + solo.ordinary
                 elif taken[0] == CONVERSATION:
@@ -246,9 +267,12 @@ class ConversationProcessor:
                 return report, not step.lost, step.taken if step.asked else AGAIN
             head = step.head
 
-    def _process(self, conversation: str, head: Head) -> Decided:
+    def _process(
+        self, conversation: str, head: Head, writes: redis.client.Pipeline | None = None
+    ) -> Decided:
         """Decide the item (once), record at once what needs no call (skipped actions, a
-        dry run's), and say which lanes carry out the rest."""
+        dry run's), and say which lanes carry out the rest. Its writes are queued on
+        `writes` (a new pipeline when None), sent with the step to the next item."""
         opened = items.open_item(
             self._store, conversation, head, dry_run=self._dry_run, metrics=self._metrics
         )
@@ -257,7 +281,8 @@ class ConversationProcessor:
         record, event, wait = opened
         state, before_text = items.state_of(self._store, conversation, record, head)
         decision = record.decision
-        writes = self._store.client.pipeline(transaction=False)
+        if writes is None:
+            writes = self._store.client.pipeline(transaction=False)
         new = None
         verdicts: list[tuple[str, Verdict]] = []
         if decision is None:

@@ -30,7 +30,6 @@ from worker.engine.model import ConversationState, Event
 from worker.errors import PayloadError
 from worker.metrics import WorkerMetrics, event_label
 from worker.processing import items
-from worker.processing.items import DrainReport
 from worker.storage.drains import AGAIN, Batch, DrainSteps, Head, QuietItem, Taken, head_state
 from worker.storage.records import is_quiet, parse_record, stored_texts
 
@@ -70,12 +69,13 @@ class SoloBatches:
         batch: Batch,
         token: str,
         next_token: str | None,
-        ordinary: Callable[..., tuple[DrainReport, Taken]],
+        ordinary: Callable[[list[tuple[str, Head]], str | None], tuple[int, Taken]],
     ) -> tuple[SoloReport, Taken]:
         """Decide the batch (its locks held with `token`): finish the quiet events in one
-        step, then hand each other one to `ordinary` (conversation, head=: the
-        processor's `_drain_from`). With
-        `next_token` and no other event, the finishing step takes the next ready work."""
+        step, then hand the others to `ordinary` (the processor's `_drain_many`: the
+        conversations with their heads, and the next token; it returns the events it
+        decided and what it took). With `next_token`, the last step takes the next ready
+        work."""
         rules = self._rules()
         quiet: list[QuietItem] = []
         others: list[tuple[str, Head]] = []
@@ -96,13 +96,17 @@ class SoloBatches:
                 next_token=None if others else next_token,
             )
             stored = self._observe(quiet, done)
-        processed = sum(ordinary(c, head=h)[0].processed for c, h in others)
+        processed = 0
+        if others:
+            processed, taken = ordinary(others, next_token)
         return SoloReport(stored, processed), taken
 
     def decide(self, rules: Ruleset, conversation: str, head: Head) -> QuietItem | None:
         """The event decided, when it is one no rule listens to, of no conversation and not
         decided before; None otherwise (the ordinary path takes it)."""
-        if not head.fields or b"decision" in head.fields or rules.shadow_rules:
+        if not conversation.startswith("d:") or not head.fields or b"decision" in head.fields:
+            return None
+        if rules.shadow_rules:
             return None
         record = parse_record(head.item, head.fields)
         try:

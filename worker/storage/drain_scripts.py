@@ -15,6 +15,10 @@ from worker.storage.timers import TIMER_ITEM
 
 SOLO_BATCH: Final = 32
 """At most this many events of no conversation are taken in one step (`take_ready`)."""
+MANY_BATCH: Final = 8
+"""At most this many other conversations are taken in one step (`take_ready`), ..."""
+MANY_LEAVE: Final = 8
+"""... and only while more than this many stay ready (a backlog)."""
 
 _FUNCTIONS: Final = (
     """
@@ -68,25 +72,40 @@ local function take_lane(member, token)
   redis.call('ZADD', KEYS[6], A[3], member)
   return head
 end
--- more conversations of no conversation ('d:...', one event each) from the front of the
--- ready list, after the first one taken, up to SOLO_BATCH in all, each locked and opened
--- alike; held or finished ones are skipped as take_ready skips them (at most as many)
-local function take_solo(batch, token)
-  local size = """
+-- more conversations from the front of the ready list, taken with the first one (`conv`,
+-- `head`), each locked and opened alike; held or finished ones are skipped as take_ready
+-- skips them. Events of no conversation ('d:...') up to SOLO_BATCH; other conversations
+-- up to MANY_BATCH, and only while more than MANY_LEAVE stay ready (a backlog: the other
+-- drains are busy too), so a short queue still spreads over the drains.
+local function take_batch(conv, head, token)
+  local batch = {conv, head}
+  local solo, many = 0, 0
+  if string.sub(conv, 1, 2) == 'd:' then solo = 1 else many = 1 end
+  for _ = 1, 2 * """
     + str(SOLO_BATCH)
-    + """
-  for _ = 1, 2 * size do
-    if #batch >= 2 * size then break end
-    local conv = redis.call('LINDEX', KEYS[2], 0)
-    if not conv or string.sub(conv, 1, 2) ~= 'd:' then break end
+    + """ do
+    local nxt = redis.call('LINDEX', KEYS[2], 0)
+    if not nxt then break end
+    if string.sub(nxt, 1, 2) == 'd:' then
+      if solo >= """
+    + str(SOLO_BATCH)
+    + """ then break end
+    elseif many >= """
+    + str(MANY_BATCH)
+    + """ or redis.call('LLEN', KEYS[2]) <= """
+    + str(MANY_LEAVE)
+    + """ then
+      break
+    end
     redis.call('LPOP', KEYS[2])
-    local lock = A[10] .. conv
+    local lock = A[10] .. nxt
     if redis.call('SET', lock, token, 'NX', 'PX', A[2]) then
-      local head = open_head(conv)
-      if head then
-        redis.call('ZADD', KEYS[1], A[3], conv)
-        table.insert(batch, conv)
-        table.insert(batch, head)
+      local opened = open_head(nxt)
+      if opened then
+        redis.call('ZADD', KEYS[1], A[3], nxt)
+        table.insert(batch, nxt)
+        table.insert(batch, opened)
+        if string.sub(nxt, 1, 2) == 'd:' then solo = solo + 1 else many = many + 1 end
       else
         redis.call('DEL', lock)
       end
@@ -95,8 +114,8 @@ local function take_solo(batch, token)
   return batch
 end
 -- {}: nothing ready; {''}: only held or finished work popped; {'b', {conv, head, ...}}
--- for events of no conversation (see take_solo); {'l', lane, head} or
--- {'c', conv, head}. Ready lanes first: their actions are decided already.
+-- for several conversations, or an event of no conversation (see take_batch);
+-- {'l', lane, head} or {'c', conv, head}. Ready lanes first: their actions are decided already.
 local function take_ready(token)
   for _ = 1, 50 do
     local member = redis.call('LPOP', KEYS[5])
@@ -114,12 +133,9 @@ local function take_ready(token)
         local head = open_head(conv)
         if head then
           redis.call('ZADD', KEYS[1], A[3], conv)
-          if string.sub(conv, 1, 2) == 'd:' then
-            local batch = take_solo({conv, head}, token)
-            wake_if_ready()
-            return {'b', batch}
-          end
+          local batch = take_batch(conv, head, token)
           wake_if_ready()
+          if #batch > 2 or string.sub(conv, 1, 2) == 'd:' then return {'b', batch} end
           return {'c', conv, head}
         end
         redis.call('DEL', lock)

@@ -85,6 +85,8 @@ __all__ = [
     "QuietItem",
     "Taken",
     "head_state",
+    "read_advanced",
+    "read_taken",
 ]
 
 
@@ -111,6 +113,7 @@ class DrainSteps:
         dry_run: bool = False,
         retention: int = keys.DEFAULT_STATE_RETENTION,
     ) -> None:
+        self._client = client
         self._dry_run = dry_run
         self._retention = retention
         self._begin = register_script(client, scripts.BEGIN)
@@ -195,7 +198,40 @@ class DrainSteps:
         left empty, the first lane that was empty is taken for this drain (`lane`), else,
         with `next_token`, the next ready work. `after`: a pipeline holding writes that go
         first (the decision, the item's outcomes), sent together."""
-        script_keys = [*self._KEYS, keys.delivery(item)]
+        pipe = after if after is not None else self._client.pipeline(transaction=False)
+        self.queue_advance(
+            pipe,
+            conversation,
+            token,
+            item,
+            ttl_ms=ttl_ms,
+            now=now,
+            record_ttl=record_ttl,
+            pop_fields=pop_fields,
+            next_token=next_token,
+            lanes=lanes,
+            delivery_id=delivery_id,
+        )
+        answers = pipe.execute()
+        return replace(read_advanced(answers[-1]), answers=answers[:-1])
+
+    def queue_advance(
+        self,
+        pipe: redis.client.Pipeline,
+        conversation: str,
+        token: str,
+        item: str,
+        *,
+        ttl_ms: int,
+        now: float,
+        record_ttl: int | None,
+        pop_fields: Sequence[str],
+        next_token: str | None = None,
+        lanes: str = "",
+        delivery_id: str = "",
+    ) -> None:
+        """`advance` queued on `pipe` (its answer read with `read_advanced`): the steps of
+        several conversations sent in one round trip."""
         args = [
             *self._common(token, ttl_ms, now, wake=bool(lanes or next_token)),
             conversation,
@@ -206,11 +242,7 @@ class DrainSteps:
             lanes,
             *pop_fields,
         ]
-        if after is None:
-            return read_advanced(self._advance(keys=script_keys, args=args))
-        self._advance(keys=script_keys, args=args, client=after)
-        answers = after.execute()
-        return replace(read_advanced(answers[-1]), answers=answers[:-1])
+        self._advance(keys=[*self._KEYS, keys.delivery(item)], args=args, client=pipe)
 
     def advance_lane(
         self,
@@ -225,12 +257,34 @@ class DrainSteps:
     ) -> Advanced:
         """Finish the lane's head `delivery_id` and open the next one (`head`), or let the
         lane go and, with `next_token`, take the next ready work. `after` as for `advance`."""
+        pipe = after if after is not None else self._client.pipeline(transaction=False)
+        self.queue_advance_lane(
+            pipe, member, token, delivery_id, ttl_ms=ttl_ms, now=now, next_token=next_token
+        )
+        return read_advanced(pipe.execute()[-1])
+
+    def queue_advance_lane(
+        self,
+        pipe: redis.client.Pipeline,
+        member: str,
+        token: str,
+        delivery_id: str,
+        *,
+        ttl_ms: int,
+        now: float,
+        next_token: str | None = None,
+    ) -> None:
+        """`advance_lane` queued on `pipe` (its answer read with `read_advanced`)."""
         common = self._common(token, ttl_ms, now, wake=bool(next_token))
         args = [*common, member, delivery_id, next_token or ""]
-        if after is None:
-            return read_advanced(self._lane_advance(keys=self._KEYS, args=args))
-        self._lane_advance(keys=self._KEYS, args=args, client=after)
-        return read_advanced(after.execute()[-1])
+        self._lane_advance(keys=self._KEYS, args=args, client=pipe)
+
+    def queue_take(
+        self, pipe: redis.client.Pipeline, token: str, *, ttl_ms: int, now: float
+    ) -> None:
+        """`take_ready` (not woken) queued on `pipe` (its answer read with `read_taken`)."""
+        args = [*self._common(token, ttl_ms, now, wake=True), "0"]
+        self._take_ready(keys=self._KEYS, args=args, client=pipe)
 
     def finish_quiet(
         self,
