@@ -15,8 +15,14 @@
    - ours: `ticket-worker work --concurrency 4`;
    - Celery: `celery worker --pool threads --concurrency 4` running a task that makes the
      same call with the same client, `apply_async(eta=due)` (bench/timers_celery.py), the
-     worker's settings as ours (acks late, prefetch 1, JSON).
-   How late each call starts (the fake's call log) after the due second: median and last.
+     worker's settings as ours (acks late, prefetch 1, JSON);
+   - floor: the same calls made by the bare client alone, 4 threads in one process started
+     at the due second (bench/timers_floor.py): no Redis, no decisions, no queue, the
+     soonest any design with one worker process of 4 threads could make them here.
+   How late each call starts (the fake's call log) after the due second: median and last,
+   and the CPU seconds the fake provider itself spent answering them (/proc). Goal: the
+   last one starts <= 2 s late; a floor above 2 s means no design with one worker process
+   of 4 threads meets it on this machine.
 
 Writes the `## Timers` section of BENCHMARKS.md.
 """
@@ -40,6 +46,7 @@ from pathlib import Path
 
 import redis
 
+from bench.e2e import cpu_seconds
 from bench.report import write_section
 from tests.fakes.server import FakeProvidersServer, run_fake_providers
 from tests.helpers_redis import start_redis_server
@@ -155,6 +162,7 @@ class Lateness:
     median: float
     last: float
     calls: int
+    fake_cpu: float  # CPU seconds the fake provider spent until the last call arrived
 
 
 @contextmanager
@@ -170,20 +178,25 @@ def processes(commands: list[list[str]], env: dict[str, str]) -> Iterator[None]:
 
 
 def lateness(fake: FakeProvidersServer, due: float, count: int, timeout: float) -> Lateness:
+    """Wait (before `due`) for `count` AwalChat calls; how late each reached the fake."""
+    assert fake.pid is not None
+    cpu = cpu_seconds(fake.pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and fake.control.count("awalchat") < count:
         time.sleep(2)
+    cpu = cpu_seconds(fake.pid) - cpu
     calls = fake.control.calls("awalchat")  # answered 200 or 409: a close reached it
     late = sorted(c.time - due for c in calls)
-    return Lateness(statistics.median(late), late[-1], len(calls))
+    return Lateness(statistics.median(late), late[-1], len(calls), cpu)
 
 
-def env_for(url: str, fake: FakeProvidersServer, rules: Path) -> dict[str, str]:
+def env_for(url: str | None, fake: FakeProvidersServer, rules: Path) -> dict[str, str]:
+    """The settings of a process under test: the fake provider, Redis at `url` if any."""
     (rules / "timers.yaml").write_text(rules_text("1h"))  # what the waits were decided by
     return {
         **os.environ,
         **fake.env(),
-        "REDIS_URL": url,
+        **({"REDIS_URL": url} if url else {}),
         "RULES_PATH": str(rules),
         "WORKER_METRICS_PORT": "0",
         "PYTHONPATH": str(ROOT),
@@ -224,6 +237,16 @@ def celery_lateness(fake: FakeProvidersServer, count: int, lead: float) -> Laten
             return lateness(fake, due, count, timeout=lead + 300)
 
 
+def floor_lateness(fake: FakeProvidersServer, count: int, lead: float) -> Lateness:
+    due = time.time() + lead
+    command = [sys.executable, "-m", "bench.timers_floor", "--count", str(count), "--due", str(due)]
+    with (
+        tempfile.TemporaryDirectory() as rules,
+        processes([command], env_for(None, fake, Path(rules))),
+    ):
+        return lateness(fake, due, count, timeout=lead + 300)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--waits", type=int, default=100_000)
@@ -237,7 +260,10 @@ def main() -> None:
         fake.control.reset()
         fake.control.configure(awalchat={"limit": 10**9})
         celery_l = celery_lateness(fake, args.due, lead=60)
-    report = render(args, ours_s, celery_s, ours_l, celery_l)
+        fake.control.reset()
+        fake.control.configure(awalchat={"limit": 10**9})
+        floor_l = floor_lateness(fake, args.due, lead=60)
+    report = render(args, ours_s, celery_s, ours_l, celery_l, floor_l)
     print(report)
     write_section(report)
 
@@ -248,6 +274,7 @@ def render(
     celery_s: Scheduling,
     ours_l: Lateness,
     celery_l: Lateness,
+    floor_l: Lateness,
 ) -> str:
     memory_goal = "met" if ours_s.bytes_per_wait <= 200 else "NOT met"
     late_goal = "met" if ours_l.last <= 2.0 else "NOT met"
@@ -258,7 +285,15 @@ def render(
     late_rows = [
         ("ours (`ticket-worker work --concurrency 4`)", ours_l),
         ("Celery `apply_async(eta=...)` (`--pool threads --concurrency 4`)", celery_l),
+        ("floor: the bare client alone, 4 threads in one process (bench/timers_floor.py)", floor_l),
     ]
+    if floor_l.last > 2.0:
+        reach = (
+            "above the 2 s goal: no design with one worker process of 4 threads can meet the "
+            "goal on this machine, since these calls alone already take that long"
+        )
+    else:
+        reach = "within the 2 s goal: the goal is reachable on this machine"
     lines = [
         "## Timers",
         "",
@@ -280,12 +315,21 @@ def render(
         f"{args.due:,} waits due in the same second, one AwalChat `close_ticket` each, no rate "
         "limit, one worker process with 4 threads; how late each call reached the fake provider:",
         "",
-        "| | calls | median late | last late |",
-        "|---|---|---|---|",
-        *(f"| {name} | {r.calls:,} | {r.median:.2f} s | {r.last:.2f} s |" for name, r in late_rows),
+        "| | calls | median late | last late | fake provider's CPU |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {name} | {r.calls:,} | {r.median:.2f} s | {r.last:.2f} s | {r.fake_cpu:.1f} s |"
+            for name, r in late_rows
+        ),
         "",
         f"- The last one starts **{ours_l.last:.2f} s** late (goal <= 2 s: {late_goal}); "
         f"ratio ours / Celery {ours_l.last / celery_l.last:.2f}.",
+        f"- Floor: the bare client alone, with nothing else, makes its last call "
+        f"**{floor_l.last:.2f} s** late, {reach}; ours is {ours_l.last - floor_l.last:.2f} s "
+        "above the floor.",
+        f"- The fake provider alone spent {ours_l.fake_cpu:.1f} s of CPU answering ours' "
+        f"{ours_l.calls:,} calls ({ours_l.fake_cpu / max(ours_l.calls, 1) * 1000:.2f} ms per "
+        "call), on the same 2 cores as the callers.",
     ]
     return "\n".join(lines) + "\n"
 
