@@ -5,9 +5,11 @@ left: a second item, a lane that must wait, a drain killed halfway."""
 from __future__ import annotations
 
 import json
+import threading
 
 import httpx
 import pytest
+import redis
 
 from tests.processing.support import World, build, ok, status
 from worker.delivery.parking import ParkingLot
@@ -176,4 +178,31 @@ def test_a_helpwave_lane_is_finished_at_once_not_with_the_batch() -> None:
     assert len(creates) == len(conversations)
     for conversation in conversations:
         assert world.store.state(conversation).helpwave_ticket_id is not None
+    assert_nothing_held(world)
+
+
+def test_what_a_batch_held_when_redis_failed_is_handed_back_ready_once_it_answers(
+    world: World,
+) -> None:
+    conversations = backlog(world, MANY_BATCH + MANY_LEAVE)
+    calls: list[int] = []
+
+    def then_redis_fails(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == MANY_BATCH:  # the batch's last call: its closing step will fail
+            world.server.connected = False
+            threading.Timer(0.3, lambda: setattr(world.server, "connected", True)).start()
+        return ok(request)
+
+    world.provider.answers = [then_redis_fails] * MANY_BATCH
+    with pytest.raises(redis.ConnectionError):
+        world.processor.drain_ready()
+    # back at once, not after the locks expire: the batch's lanes are ready, none locked
+    assert world.redis.keys("tw:lanelock:*") == []
+    assert sorted(world.redis.lrange(keys.READY_LANES, 0, -1)) == sorted(
+        f"a:{c}".encode() for c in conversations[:MANY_BATCH]
+    )
+    world.processor.drain_ready()
+    assert sorted(set(opened(world))) == sorted(conversations)
+    assert len(opened(world)) == len(conversations) + MANY_BATCH  # outcomes lost: 409s
     assert_nothing_held(world)

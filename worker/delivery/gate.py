@@ -26,11 +26,9 @@ from collections.abc import Callable
 import httpx
 import redis
 
-from worker.delivery.ratelimit import RateLimiter
+from worker.delivery.ratelimit import Lesson, RateLimiter
 from worker.errors import ThrottledError
 from worker.helpdesks.http import parse_retry_after, rate_limit_info
-
-Lesson = Callable[[redis.client.Pipeline], None]
 
 
 class Observations:
@@ -53,10 +51,14 @@ class Observations:
         return bool(self._held())
 
     def queue_on(self, pipe: redis.client.Pipeline) -> None:
-        """Queue this thread's held lessons on `pipe` (the caller sends it)."""
+        """Queue this thread's held lessons on `pipe` (the caller sends it): one script call
+        per budget, its lessons in the order they were learnt."""
         held = self._held()
+        budgets: dict[tuple[int, str], list[Lesson]] = {}
         for lesson in held:
-            lesson(pipe)
+            budgets.setdefault((id(lesson.limiter), lesson.destination), []).append(lesson)
+        for lessons in budgets.values():
+            lessons[0].limiter.teach(lessons, pipe)
         held.clear()
 
     def send(self) -> None:
@@ -131,23 +133,20 @@ class RateGate:
             if self._on_rate_limited is not None:
                 self._on_rate_limited(destination)
 
-        def teach(pipe: redis.client.Pipeline | None = None) -> None:
-            self._limiter.observe(
-                destination,
-                status=response.status_code,
-                limit=info.limit,
-                remaining=info.remaining,
-                reset=info.reset,
-                retry_after=retry_after,
-                now=now,
-                pipe=pipe,
-            )
-
+        lesson = self._limiter.lesson(
+            destination,
+            status=response.status_code,
+            limit=info.limit,
+            remaining=info.remaining,
+            reset=info.reset,
+            retry_after=retry_after,
+            now=now,
+        )
         urgent = response.status_code == 429 or info.remaining == 0
         if self._observations is None or urgent:
-            teach()
+            self._limiter.teach([lesson])
         else:
-            self._observations.hold(teach)
+            self._observations.hold(lesson)
 
     def install(self, http: httpx.Client) -> httpx.Client:
         """Add the hooks to `http` and return it."""

@@ -44,7 +44,7 @@ When a 429 and `remaining == 0` disagree on the wait, the later time wins.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -106,6 +106,15 @@ _SAME_RESET = 0.25
 
 def _arg(value: float | None) -> str:
     return "" if value is None else repr(float(value))
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One answer's lesson for `destination`'s budget (`RateLimiter.lesson`), not yet sent."""
+
+    limiter: RateLimiter
+    destination: str
+    args: tuple[str, ...]
 
 
 class RateLimiter:
@@ -177,10 +186,9 @@ class RateLimiter:
         pipe = self._redis.pipeline(transaction=False)
         if first is not None:
             first(pipe)
-        for _ in range(wanted):
-            self._reserve(keys=[key], args=args, client=pipe)
+        self._reserve(keys=[key], args=[*args, wanted], client=pipe)
         pipe.hmget(key, "left", "ends", "reset")
-        *answers, (left, ends, reset) = pipe.execute()[-wanted - 1 :]
+        answers, (left, ends, reset) = pipe.execute()[-2:]
         waits = [max(0.0, float(answer)) for answer in answers]
         granted = sum(1 for wait in waits if wait == 0.0)
         window_ends = min(float(ends or reset or 0), float(reset or 0)) or None
@@ -213,8 +221,31 @@ class RateLimiter:
         `pause_without_retry_after`); `remaining == 0` pauses it until `reset`; `limit` and
         `reset` replace any configured rate. `reset` is absolute Unix time.
         """
+        lesson = self.lesson(
+            destination,
+            status=status,
+            limit=limit,
+            remaining=remaining,
+            reset=reset,
+            retry_after=retry_after,
+            now=now,
+        )
+        self.teach([lesson], pipe)
+
+    def lesson(
+        self,
+        destination: str,
+        *,
+        status: int | None,
+        limit: int | None,
+        remaining: int | None,
+        reset: float | None,
+        retry_after: float | None,
+        now: float,
+    ) -> Lesson:
+        """What an answer teaches (see `observe`), to be taught later with others."""
         rate = self._rates.get(destination)
-        args = [
+        args = (
             _arg(now),
             "" if status is None else str(status),
             "" if limit is None else str(limit),
@@ -227,8 +258,14 @@ class RateLimiter:
             _arg(_SAME_RESET),
             str(rate.count) if rate else "",
             _arg(rate.period if rate else None),
-        ]
-        self._observe(keys=[self.key(destination)], args=args, client=pipe)
+        )
+        return Lesson(self, destination, args)
+
+    def teach(self, lessons: Sequence[Lesson], pipe: redis.client.Pipeline | None = None) -> None:
+        """Learn `lessons` (all of this limiter and one destination) in their order, in one
+        script call: exactly what as many `observe` calls would learn. With `pipe`, queued."""
+        args = [arg for lesson in lessons for arg in lesson.args]
+        self._observe(keys=[self.key(lessons[0].destination)], args=args, client=pipe)
 
     def paused_until(self, destination: str) -> float | None:
         """The Unix time the destination is paused until, or None if never paused."""

@@ -22,13 +22,20 @@ as on the single path.
 What the calls teach the rate budget stays held by the thread until its next reservation
 or the closing round trip, so the next call of the batch never waits on a lesson queued
 behind it. A conversation or lane with more to do (a second item), or one that must wait
-(parked), leaves the batch and goes the single path's way.
+(parked), leaves the batch and goes the single path's way. When Redis fails under a batch
+(a restart, a Sentinel failover), what it still holds is handed back, ready again, as soon
+as Redis answers (`hand_back`), rather than left to recovery.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from typing import Final
+
+import redis
 
 from worker.delivery.gate import Observations
 from worker.delivery.lease import Lease, LeaseKeeper
@@ -41,6 +48,10 @@ from worker.storage.conversations import ConversationStore
 from worker.storage.drains import AGAIN, DrainSteps, Head, Taken, read_advanced, read_taken
 
 Process = Callable[..., Decided]  # the processor's _process(conversation, head, writes)
+log = logging.getLogger(__name__)
+
+HAND_BACK_PATIENCE: Final = 20.0  # seconds a failed batch waits for Redis to hand back
+HAND_BACK_PAUSE: Final = 0.5
 HELPWAVE = "h:"  # its lanes are carried out one at a time (see the module docstring)
 DrainOne = Callable[[str, str, Head, Budget, str | None], tuple[DrainReport, Taken]]
 
@@ -122,6 +133,9 @@ class ConversationBatches:
             for member, head in more_lanes:
                 lanes.drop(member)
                 self._lanes.drain(member, token, head, budget, next_token=None)
+        except (redis.RedisError, OSError):
+            self._hand_back(token, conversations, lanes)
+            raise
         finally:
             for conversation in conversations.names():
                 conversations.drop(conversation)
@@ -130,6 +144,33 @@ class ConversationBatches:
                 lanes.drop(member)
                 self._store.release_lane(member, token)
         return processed, taken
+
+    def _hand_back(self, token: str, conversations: _Holds, lanes: _Holds) -> None:
+        """Redis failed under the batch (a restart, a failover): once it answers again
+        (waiting up to HAND_BACK_PATIENCE), let go of what the batch still held and make it
+        ready again, so up to a batch of conversations and lanes are not left to recovery
+        (which waits for their locks to expire). Given up after that: recovery still finds
+        them."""
+        held, held_lanes = conversations.names(), lanes.names()
+        for name in held:
+            conversations.drop(name)
+        for name in held_lanes:
+            lanes.drop(name)
+        deadline = time.monotonic() + HAND_BACK_PATIENCE
+        while held or held_lanes:
+            try:
+                self._steps.hand_back(
+                    token, held, held_lanes, ttl_ms=self._leases.ttl_ms, now=self._clock()
+                )
+                return
+            except (redis.RedisError, OSError):
+                if time.monotonic() >= deadline:
+                    log.warning(
+                        "batch not handed back: Redis did not answer; recovery takes it",
+                        extra={"conversations": held, "lanes": held_lanes},
+                    )
+                    return
+                time.sleep(HAND_BACK_PAUSE)
 
     def _decide(
         self,

@@ -298,3 +298,24 @@ if A[15] == '' then return {'empty', stored} end
 return {'taken', stored, take_ready(A[15])}
 """
 )
+
+# ARGV 15... per item: kind ('c' a conversation, 'l' a lane), its name. What a drain held
+# when Redis failed under it, handed back: each lock still ours, or gone (expired, or lost
+# in a failover), is let go and the item made ready again (a wake message queued), so it is
+# taken again at once instead of by recovery; one another drain holds is left to it.
+HAND_BACK: Final = (
+    _FUNCTIONS
+    + """
+for i = 15, #A, 2 do
+  local kind, name = A[i], A[i + 1]
+  local lock = (kind == 'c' and A[10] or A[13]) .. name
+  local holder = redis.call('GET', lock)
+  if not holder or holder == A[1] then
+    if holder then redis.call('DEL', lock) end
+    redis.call('RPUSH', kind == 'c' and KEYS[2] or KEYS[5], name)
+  end
+end
+wake_if_ready()
+return 1
+"""
+)

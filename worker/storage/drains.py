@@ -123,6 +123,7 @@ class DrainSteps:
         self._take_ready = register_script(client, scripts.TAKE_READY)
         self._nudge = register_script(client, scripts.NUDGE)
         self._finish_quiet = register_script(client, scripts.FINISH_QUIET)
+        self._hand_back = register_script(client, scripts.HAND_BACK)
 
     def _common(self, token: str, ttl_ms: int, now: float, *, wake: bool) -> list[str | int]:
         """The arguments every script takes; a wake message (a fresh Celery message) only
@@ -313,6 +314,23 @@ class DrainSteps:
         kind, stored, *rest = reply
         taken = read_taken(rest[0]) if kind == b"taken" else AGAIN
         return [bool(s) for s in stored], taken
+
+    def hand_back(
+        self,
+        token: str,
+        conversations: Sequence[str],
+        lanes: Sequence[str],
+        *,
+        ttl_ms: int,
+        now: float,
+    ) -> None:
+        """Let go of what a drain held with `token` when Redis failed under it (each lock
+        still ours, or gone) and make it ready again, with a wake message."""
+        args = [*self._common(token, ttl_ms, now, wake=True)]
+        for kind, names in (("c", conversations), ("l", lanes)):
+            for name in names:
+                args += [kind, name]
+        self._hand_back(keys=self._KEYS, args=args)
 
     def nudge(self) -> bool:
         """Queue a wake message when work is ready and none waits."""
