@@ -47,7 +47,7 @@ from worker.storage import keys
 from worker.storage.conversations import ConversationStore
 from worker.storage.drains import AGAIN, DrainSteps, Head, Taken, read_advanced, read_taken
 
-Process = Callable[..., Decided]  # the processor's _process(conversation, head, writes)
+Process = Callable[..., Decided]  # the processor's _process(conversation, head, writes, rules)
 log = logging.getLogger(__name__)
 
 HAND_BACK_PATIENCE: Final = 20.0  # seconds a failed batch waits for Redis to hand back
@@ -117,13 +117,14 @@ class ConversationBatches:
     ) -> tuple[int, Taken]:
         """Decide and carry out the conversations (their locks held with `token`); return
         the events decided and the next ready work the closing step took (`next_token`)."""
-        if self._rules().shadow_rules:  # shadows are decided after each live decision
+        rules = self._rules()  # every item of the batch is decided by this one
+        if rules.shadow_rules:  # shadows are decided after each live decision
             drained = (self._drain_one(c, token, h, budget, None)[0] for c, h in heads)
             return sum(report.processed for report in drained), AGAIN
         conversations = _Holds(self._leases, token)
         lanes = _Holds(self._lanes.leases, token)
         try:
-            processed, claimed, more = self._decide(heads, token, budget, conversations)
+            processed, claimed, more = self._decide(heads, token, budget, conversations, rules)
             taken, more_lanes = self._carry_out(
                 claimed, token, budget, lanes, None if more else next_token
             )
@@ -178,6 +179,7 @@ class ConversationBatches:
         token: str,
         budget: Budget,
         held: _Holds,
+        rules: Ruleset,
     ) -> tuple[int, list[Claimed], list[tuple[str, Head]]]:
         """Decide each head and send every decision with its step in one pipeline; return
         how many, the lanes the steps took for this drain, and the conversations with more
@@ -195,7 +197,7 @@ class ConversationBatches:
                 self._store.release(conversation, token)
                 continue
             start = len(pipe)
-            decided = self._process(conversation, head, pipe)
+            decided = self._process(conversation, head, pipe, rules)
             self._steps.queue_advance(
                 pipe,
                 conversation,

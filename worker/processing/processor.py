@@ -268,11 +268,18 @@ class ConversationProcessor:
             head = step.head
 
     def _process(
-        self, conversation: str, head: Head, writes: redis.client.Pipeline | None = None
+        self,
+        conversation: str,
+        head: Head,
+        writes: redis.client.Pipeline | None = None,
+        ruleset: Ruleset | None = None,
     ) -> Decided:
         """Decide the item (once), record at once what needs no call (skipped actions, a
         dry run's), and say which lanes carry out the rest. Its writes are queued on
-        `writes` (a new pipeline when None), sent with the step to the next item."""
+        `writes` (a new pipeline when None), sent with the step to the next item. Decided
+        by `ruleset` (the rules now when None): a batch decides all its items by the one
+        it checked has no shadow rules, whose decisions would send `writes` early."""
+        rules = ruleset if ruleset is not None else self._rules()
         opened = items.open_item(
             self._store, conversation, head, dry_run=self._dry_run, metrics=self._metrics
         )
@@ -286,22 +293,20 @@ class ConversationProcessor:
         new = None
         verdicts: list[tuple[str, Verdict]] = []
         if decision is None:
-            new = items.decide(
-                self._rules(), conversation, record, event, wait, state, now=self._clock()
-            )
+            new = items.decide(rules, conversation, record, event, wait, state, now=self._clock())
             self._store.store_decision(record, new, state, before_text=before_text, pipe=writes)
             verdicts = self._runner.queue_admissions(writes, record, new, self._clock())
             decision = new
-            if self._rules().shadow_rules:  # shadows are decided after the live decision
+            if rules.shadow_rules:  # shadows are decided after the live decision
                 answers = writes.execute()
                 decision = self._store.decision_that_holds(new, answers[0])
                 new, verdicts = None, []
             record = replace(record, decision=decision, state_before=state, stored=True)
-            quiet = is_quiet(decision, self._rules())
+            quiet = is_quiet(decision, rules)
             items.observe(
                 self._metrics, record, event, wait, decision, now=self._clock(), quiet=quiet
             )
-        self._shadows.run(self._rules(), record, event, wait, decision)
+        self._shadows.run(rules, record, event, wait, decision)
         lanes = set()
         for action in decision.actions:
             if action.key in record.done:
@@ -312,7 +317,7 @@ class ConversationProcessor:
                 lanes.add(destination(action.kind))
         return Decided(
             conversation,
-            quiet=is_quiet(decision, self._rules()),
+            quiet=is_quiet(decision, rules),
             has_conversation=event.conversation_id is not None,
             writes=writes,
             lanes="".join(sorted(lanes)),  # "a" first: the drain itself takes it
