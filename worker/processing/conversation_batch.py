@@ -43,7 +43,6 @@ from worker.engine import Ruleset
 from worker.processing import items
 from worker.processing.items import Claimed, Decided, DrainReport
 from worker.processing.lanes import Budget, FirstItem, LaneDrainer, Stop
-from worker.storage import keys
 from worker.storage.conversations import ConversationStore
 from worker.storage.drains import AGAIN, DrainSteps, Head, Taken, read_advanced, read_taken
 
@@ -205,8 +204,8 @@ class ConversationBatches:
                 head.item,
                 ttl_ms=self._leases.ttl_ms,
                 now=self._clock(),
-                record_ttl=None if decided.has_conversation else keys.QUIET_RECORD_TTL,
-                pop_fields=["raw"] if decided.quiet and not decided.has_conversation else [],
+                record_ttl=decided.record_ttl,
+                pop_fields=decided.pop_fields,
                 lanes=decided.lanes,
                 delivery_id=decided.delivery_id,
             )

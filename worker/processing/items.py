@@ -23,6 +23,7 @@ from worker.errors import PayloadError
 from worker.metrics import WorkerMetrics, event_label
 from worker.processing.lanes import FirstItem
 from worker.processing.timer_items import open_timer
+from worker.storage import keys
 from worker.storage.conversations import ConversationStore
 from worker.storage.drains import Head, head_state
 from worker.storage.records import DeliveryRecord, parse_record
@@ -56,6 +57,18 @@ class Decided:
     verdicts: list[tuple[str, Verdict]] = field(default_factory=list)
     record: DeliveryRecord | None = None
     event: Event | None = None
+
+    @property
+    def record_ttl(self) -> int | None:
+        """The record's TTL once finished: short for an event of no conversation (None:
+        kept as it is)."""
+        return None if self.has_conversation else keys.QUIET_RECORD_TTL
+
+    @property
+    def pop_fields(self) -> list[str]:
+        """The record's fields dropped once finished: the body of an event of no
+        conversation no rule listened to."""
+        return ["raw"] if self.quiet and not self.has_conversation else []
 
 
 @dataclass(frozen=True)
