@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import fakeredis
+import pytest
 
 from worker.delivery.lease import LeaseKeeper
 from worker.storage.conversations import ConversationStore
@@ -69,4 +73,43 @@ def test_a_released_lease_is_forgotten() -> None:
     store.release("4", token)
     leases.renew()
     assert client.exists("tw:lock:4") == 0
+    leases.stop()
+
+
+def test_a_lock_the_holders_own_step_let_go_is_not_renewed_nor_called_lost() -> None:
+    leases, store, client, _ = keeper()
+    token = store.acquire("4", 6000)
+    assert token is not None
+    with leases.hold("4", token) as lease:
+        client.delete("tw:lock:4")  # the step that finished the work released it
+        lease.let_go()
+        leases.renew()
+        assert not lease.lost
+        assert not client.exists("tw:lock:4")  # not taken again by a renewal
+    leases.stop()
+
+
+class EndsDuringRenewal:
+    """A store whose lock was let go, and the hold ended, while a renewal was on its way."""
+
+    def __init__(self) -> None:
+        self.end: Callable[[], object] = lambda: None
+
+    def extend(self, conversation: str, token: str, ttl_ms: int) -> bool:
+        self.end()
+        return False
+
+
+def test_a_renewal_racing_the_end_of_the_work_reports_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = EndsDuringRenewal()
+    leases = LeaseKeeper(store, ttl=6.0)
+    held = leases.hold("5", "t")
+    lease = held.__enter__()
+    store.end = lambda: held.__exit__(None, None, None)
+    with caplog.at_level(logging.WARNING):
+        leases.renew()
+    assert not lease.lost
+    assert "lock lost" not in caplog.text
     leases.stop()

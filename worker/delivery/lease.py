@@ -41,6 +41,11 @@ class Lease:
         self.token = token
         self.since = since
         self.lost = False
+        self.released = False
+
+    def let_go(self) -> None:
+        """The holder's own step released the lock (the work is done): stop renewing it."""
+        self.released = True
 
 
 class LeaseKeeper:
@@ -91,7 +96,7 @@ class LeaseKeeper:
             leases = list(self._leases.values())
         now = self._clock()
         for lease in leases:
-            if lease.lost:
+            if lease.lost or lease.released:
                 continue
             if now - lease.since > self._max_hold:
                 log.error(
@@ -100,6 +105,10 @@ class LeaseKeeper:
                 )
                 lease.lost = True
             elif not self._store.extend(lease.conversation, lease.token, self._ttl_ms):
+                with self._guard:
+                    ended = id(lease) not in self._leases
+                if ended or lease.released:
+                    continue  # its work ended meanwhile and let the lock go: nothing lost
                 log.warning("conversation lock lost", extra={"conversation": lease.conversation})
                 lease.lost = True
 

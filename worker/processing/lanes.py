@@ -194,6 +194,8 @@ class LaneDrainer:
                 after=outcomes,
             )
             if step.head is None:
+                if not step.lost:
+                    lease.let_go()  # the step released the lock
                 return processed, None, not step.lost, step.taken if step.asked else AGAIN
             head = step.head
 

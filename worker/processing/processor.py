@@ -255,6 +255,8 @@ class ConversationProcessor:
                 lanes=decided.lanes,
                 delivery_id=decided.delivery_id,
             )
+            if step.head is None and not step.lost:
+                lease.let_go()  # the step released the lock
             admitted = items.settle(self._store, decided, step.answers)
             if step.lane is not None:
                 member, lane_head = step.lane
