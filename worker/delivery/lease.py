@@ -78,17 +78,27 @@ class LeaseKeeper:
     @contextmanager
     def hold(self, conversation: str, token: str) -> Iterator[Lease]:
         """Keep renewing the lock `token` holds on `conversation` until the block ends."""
+        lease = self.start(conversation, token)
+        try:
+            yield lease
+        finally:
+            self.end(lease)
+
+    def start(self, conversation: str, token: str) -> Lease:
+        """Start renewing the lock `token` holds on `conversation`, until `end(lease)` (for
+        a holder of several locks that let go one at a time; else `hold`)."""
         lease = Lease(conversation, token, self._clock())
         with self._guard:
             self._leases[id(lease)] = lease
             if not self._started:
                 self._started = True
                 self._periodic.start()
-        try:
-            yield lease
-        finally:
-            with self._guard:
-                self._leases.pop(id(lease), None)
+        return lease
+
+    def end(self, lease: Lease) -> None:
+        """Stop renewing `lease` (its work is over)."""
+        with self._guard:
+            self._leases.pop(id(lease), None)
 
     def renew(self) -> None:
         """Renew every lease held (the thread's job; callable directly in tests)."""

@@ -32,8 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from typing import Final
+from typing import Final, Protocol
 
 import redis
 
@@ -42,17 +41,24 @@ from worker.delivery.lease import Lease, LeaseKeeper
 from worker.engine import Ruleset
 from worker.processing import items
 from worker.processing.items import Claimed, Decided, DrainReport
+from worker.processing.lane_fields import AWALCHAT_LANE
 from worker.processing.lanes import Budget, FirstItem, LaneDrainer, Stop
 from worker.storage.conversations import ConversationStore
 from worker.storage.drains import AGAIN, DrainSteps, Head, Taken, read_advanced, read_taken
 
-Process = Callable[..., Decided]  # the processor's _process(conversation, head, writes, rules)
 log = logging.getLogger(__name__)
 
 HAND_BACK_PATIENCE: Final = 20.0  # seconds a failed batch waits for Redis to hand back
 HAND_BACK_PAUSE: Final = 0.5
-HELPWAVE = "h:"  # its lanes are carried out one at a time (see the module docstring)
 DrainOne = Callable[[str, str, Head, Budget, str | None], tuple[DrainReport, Taken]]
+
+
+class Process(Protocol):
+    """The processor's `_process`: decide a head, its writes queued on `writes`."""
+
+    def __call__(
+        self, conversation: str, head: Head, writes: redis.client.Pipeline, ruleset: Ruleset
+    ) -> Decided: ...
 
 
 class _Holds:
@@ -61,21 +67,19 @@ class _Holds:
     def __init__(self, keeper: LeaseKeeper, token: str) -> None:
         self._keeper = keeper
         self._token = token
-        self._open: dict[str, AbstractContextManager[Lease]] = {}
+        self._leases: dict[str, Lease] = {}
 
     def hold(self, name: str) -> Lease:
-        held = self._keeper.hold(name, self._token)
-        lease = held.__enter__()
-        self._open[name] = held
+        lease = self._leases[name] = self._keeper.start(name, self._token)
         return lease
 
     def drop(self, name: str) -> None:
-        held = self._open.pop(name, None)
-        if held is not None:
-            held.__exit__(None, None, None)
+        lease = self._leases.pop(name, None)
+        if lease is not None:
+            self._keeper.end(lease)
 
     def names(self) -> list[str]:
-        return list(self._open)
+        return list(self._leases)
 
 
 class ConversationBatches:
@@ -241,7 +245,7 @@ class ConversationBatches:
         pipe = self._store.client.pipeline(transaction=False)
         finishing: list[tuple[str, int]] = []
         for lane in claimed:
-            if lane.member.startswith(HELPWAVE):  # a create is not repeated: not deferred
+            if lane.member[0] != AWALCHAT_LANE:  # a HelpWave create is not repeated: at once
                 self._lanes.drain(
                     lane.member, token, lane.head, budget, next_token=None, first=lane.first
                 )

@@ -7,17 +7,20 @@ outcome (worker.storage.conversations `complete`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from worker.engine.model import AWALCHAT_ACTIONS, ConversationState, PlannedAction
 from worker.processing.failures import REPLAY_VERSION
 from worker.storage import keys
 from worker.storage.records import DeliveryRecord
 
+AWALCHAT_LANE: Final = "a"
+HELPWAVE_LANE: Final = "h"
+
 
 def destination(kind: str) -> str:
-    """The lane letter of an action kind: "a" (AwalChat) or "h" (HelpWave)."""
-    return "a" if kind in AWALCHAT_ACTIONS else "h"
+    """The lane letter of an action kind: AWALCHAT_LANE or HELPWAVE_LANE."""
+    return AWALCHAT_LANE if kind in AWALCHAT_ACTIONS else HELPWAVE_LANE
 
 
 def lane_member(kind: str, conversation: str) -> str:

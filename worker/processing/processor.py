@@ -9,8 +9,9 @@ its decision, the breaker's verdicts and the hand-over to its lanes leave in one
 with the step to the next item (`worker.storage.drains`). When that step leaves the inbox
 empty, the drain takes the first lane itself and carries its action out at once
 (`action_runner`: once, under the idempotency key delivery:rule#index); a lane that must
-wait parks alone. A woken drain (`drain_ready`) takes ready lanes and conversations (events
-of no conversation in batches: `solo_batch`) until its run budget is spent. Dry runs decide
+wait parks alone. A woken drain (`drain_ready`) takes ready lanes and conversations (with a
+backlog, several at once: quiet events of no conversation by `solo_batch`, the others by
+`conversation_batch`) until its run budget is spent. Dry runs decide
 in their own view of the tickets, shadow rules in views of their own (`shadow_runner`).
 """
 
@@ -44,14 +45,7 @@ from worker.processing.shadow_runner import ShadowRunner
 from worker.processing.solo_batch import SoloBatches
 from worker.storage import keys
 from worker.storage.conversations import ConversationStore
-from worker.storage.drains import (
-    AGAIN,
-    CONVERSATION,
-    Batch,
-    DrainSteps,
-    Head,
-    Taken,
-)
+from worker.storage.drains import AGAIN, CONVERSATION, Batch, DrainSteps, Head, Taken
 from worker.storage.records import is_quiet
 
 
@@ -178,7 +172,7 @@ class ConversationProcessor:
             while isinstance(taken, tuple | Batch):
                 in_time = self._clock() - started <= self._run_budget and not self._stopping()
                 following = secrets.token_hex(8) if in_time else None
-                if isinstance(taken, Batch):  # several: solo_batch, then _drain_many
+                if isinstance(taken, Batch):  # several: solo_batch, conversation_batch
                     ordinary = partial(self._batches.run, token=token, budget=budget)
                     solo, taken = self._solo.run(taken, token, following, ordinary)
                     processed += solo.quiet + solo.ordinary

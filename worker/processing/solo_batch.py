@@ -10,7 +10,8 @@ conversation), decides the quiet ones in one pass, and finishes them all in one 
 dropped and the record kept QUIET_RECORD_TTL, exactly what `advance` does for one.
 
 An event of the batch some rule (or shadow rule) listens to, one already decided, one whose
-record is missing or does not parse, goes through the ordinary path (`ordinary`), unchanged.
+record is missing or does not parse, and the batch's other conversations (with a backlog it
+holds some: `take_ready`) go to `ordinary` (worker.processing.conversation_batch).
 A drain killed mid-batch leaves each event's conversation marked active with an inbox that
 still holds it: recovery (worker.delivery.recovery) queues a drain for it once its lock
 expires, and a decision is stored once (`finish_quiet` stores none where one exists).
@@ -72,7 +73,7 @@ class SoloBatches:
         ordinary: Callable[[list[tuple[str, Head]], str | None], tuple[int, Taken]],
     ) -> tuple[SoloReport, Taken]:
         """Decide the batch (its locks held with `token`): finish the quiet events in one
-        step, then hand the others to `ordinary` (the processor's `_drain_many`: the
+        step, then hand the others to `ordinary` (`ConversationBatches.run`: the
         conversations with their heads, and the next token; it returns the events it
         decided and what it took). With `next_token`, the last step takes the next ready
         work."""
