@@ -157,7 +157,8 @@ def test_lanes_a_killed_batch_took_are_recovered_and_their_actions_done_once(
         world.processor.drain_ready()
     assert world.redis.xlen(keys.DECISIONS) == MANY_BATCH  # decided in one step, first
     assert len(world.provider.calls) == 4  # then four calls, no outcome sent
-    world.redis.delete(*world.redis.keys("tw:lanelock:*"))  # in case: they would expire
+    if locks := world.redis.keys("tw:lanelock:*"):  # a real kill leaves them: they expire
+        world.redis.delete(*locks)
     lanes = lanes_recovery(world.redis).sweep(world.clock() + 3600)
     assert len(lanes) == MANY_BATCH  # every lane of the batch, none finished
     world.processor.drain_ready()

@@ -73,6 +73,9 @@ class _Holds:
         lease = self._leases[name] = self._keeper.start(name, self._token)
         return lease
 
+    def lease(self, name: str) -> Lease:
+        return self._leases[name]
+
     def drop(self, name: str) -> None:
         lease = self._leases.pop(name, None)
         if lease is not None:
@@ -128,6 +131,8 @@ class ConversationBatches:
         lanes = _Holds(self._lanes.leases, token)
         try:
             processed, claimed, more = self._decide(heads, token, budget, conversations, rules)
+            for lane in claimed:  # renewed from the moment the steps took them
+                lanes.hold(lane.member)
             taken, more_lanes = self._carry_out(
                 claimed, token, budget, lanes, None if more else next_token
             )
@@ -239,18 +244,19 @@ class ConversationBatches:
         held: _Holds,
         next_token: str | None,
     ) -> tuple[Taken, list[tuple[str, Head]]]:
-        """Carry out the claimed lanes' heads and finish them in one pipeline, with the
-        next ready work taken (`next_token`); return it and the lanes with more (still
-        held)."""
+        """Carry out the claimed lanes' heads (each held in `held`) and finish them in one
+        pipeline, with the next ready work taken (`next_token`); return it and the lanes
+        with more (still held)."""
         pipe = self._store.client.pipeline(transaction=False)
         finishing: list[tuple[str, int]] = []
         for lane in claimed:
             if lane.member[0] != AWALCHAT_LANE:  # a HelpWave create is not repeated: at once
+                held.drop(lane.member)  # drain holds it under a lease of its own
                 self._lanes.drain(
                     lane.member, token, lane.head, budget, next_token=None, first=lane.first
                 )
                 continue
-            lease = held.hold(lane.member)
+            lease = held.lease(lane.member)
             if not self._lanes.carry_out(
                 lane.member, token, lane.head, lease, budget, lane.first, pipe
             ):
