@@ -24,7 +24,14 @@ def keeper(ttl: float = 6.0) -> tuple[LeaseKeeper, ConversationStore, fakeredis.
     client = fakeredis.FakeRedis()
     store = ConversationStore(client)
     clock = Clock()
-    return LeaseKeeper(store, ttl=ttl, max_hold=60, clock=clock), store, client, clock
+    return by_hand(LeaseKeeper(store, ttl=ttl, max_hold=60, clock=clock)), store, client, clock
+
+
+def by_hand(leases: LeaseKeeper) -> LeaseKeeper:
+    """A keeper whose renewals are the test's alone: its thread, once started, stops at once
+    (a renewal from the thread raced the test's own and made it flaky)."""
+    leases.stop()
+    return leases
 
 
 def test_a_held_lock_is_renewed_to_the_whole_ttl() -> None:
@@ -104,7 +111,7 @@ def test_a_renewal_racing_the_end_of_the_work_reports_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = EndsDuringRenewal()
-    leases = LeaseKeeper(store, ttl=6.0)
+    leases = by_hand(LeaseKeeper(store, ttl=6.0))
     held = leases.hold("5", "t")
     lease = held.__enter__()
     store.end = lambda: held.__exit__(None, None, None)
