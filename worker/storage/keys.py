@@ -65,6 +65,9 @@ expiry that is not listed as bounded.
     tw:dlq:audit:{letter}            string  console           DLQ_RETENTION after the last
                                                                replay or drop: the letter and who
                                                                replayed or dropped it, when, why
+    tw:upgraded                      string  worker            UPGRADE_CHECK_TTL (24 h): the last
+                                                               start that looked for keys without
+                                                               an expiry (later starts skip it)
     tw:rules                         hash    every process     one: the newest accepted ruleset
     tw:rules:history                 hash    every process     RULES_HISTORY_LIMIT accepted rulesets
     tw:rules:history:order           zset    every process     by version (their files), the newest
@@ -98,6 +101,7 @@ SHADOW_REPORT_RETENTION: Final = 8 * 86400  # `shadow-report --since` reaches 7 
 SHADOW_EXAMPLES: Final = 3  # example items kept per shadow rule, hour and disagreement
 WORKER_HEARTBEAT_TTL: Final = 30
 RULES_HISTORY_LIMIT: Final = 50  # accepted rulesets kept by version (explaining on read)
+UPGRADE_CHECK_TTL: Final = 24 * 3600  # a worker start looks for unbounded keys once a day
 
 CELERY_QUEUE: Final = "celery"
 DECISIONS: Final = f"{PREFIX}decisions"
@@ -118,6 +122,7 @@ RULES_HISTORY_ORDER: Final = f"{PREFIX}rules:history:order"
 RATE_PREFIX: Final = f"{PREFIX}rl:"
 WORKER_PREFIX: Final = f"{PREFIX}worker:"
 DLQ_AUDIT_PREFIX: Final = f"{PREFIX}dlq:audit:"
+UPGRADED: Final = f"{PREFIX}upgraded"
 
 View = Literal["live", "dry"]
 """Whose picture of the tickets a state key holds: live calls, or what a dry run imagined."""
@@ -255,6 +260,7 @@ KEYS: Final = (
     KeySpec(f"{PREFIX}caps:", "zset", "worker", True, "its cap; one window after the last"),
     KeySpec(DLQ, "hash", "worker", False, "DLQ_MAX letters, DLQ_RETENTION", exact=True),
     KeySpec(DLQ_INDEX, "zset", "worker", False, "DLQ_MAX letters, DLQ_RETENTION", exact=True),
+    KeySpec(UPGRADED, "string", "worker", True, "UPGRADE_CHECK_TTL: 24 h", exact=True),
     KeySpec(RULES, "hash", "every process", False, "one ruleset", exact=True),
     KeySpec(
         RULES_HISTORY,
