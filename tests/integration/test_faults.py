@@ -111,8 +111,11 @@ def deploy(
     timeout: float = 5.0,
     workers: int = 1,
     concurrency: int = 2,
+    lock_seconds: float | None = None,
 ) -> Deployment:
     env = {**fake.env(), "HTTP_TIMEOUT_SECONDS": str(timeout)}
+    if lock_seconds is not None:  # the default (60 s) is what a restart waits out
+        env["CONVERSATION_LOCK_SECONDS"] = f"{lock_seconds:g}"
     return Deployment(redis_url, env=env, rules=rules, workers=workers, concurrency=concurrency)
 
 
@@ -219,7 +222,11 @@ def test_redis_restarted_mid_backlog_loses_and_repeats_nothing(
     conversations = range(5000, 5030)
     client = redis.Redis.from_url(durable_redis.url)
     try:
-        with deploy(durable_redis.url, fake_providers, open_only_rules, workers=2) as dep:
+        # the locks survive the restart and must expire: 10 s, not 60 s, to keep the suite
+        # short (the default's 2-minute recovery is shown by the killed-worker test)
+        with deploy(
+            durable_redis.url, fake_providers, open_only_rules, workers=2, lock_seconds=10
+        ) as dep:
             ids = post_all(dep, conversations)
             dep.wait_for(lambda: len(opens_applied(fake_providers)) >= 5, what="some progress")
             durable_redis.stop()  # SIGKILL: only what was fsynced survives

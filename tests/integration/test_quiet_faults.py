@@ -64,7 +64,8 @@ def test_a_worker_killed_mid_batch_loses_and_repeats_nothing(
     open_only_rules: Path,
 ) -> None:
     ids = asyncio.run(accept_all(redis_server.url, [status(n) for n in range(EVENTS)]))
-    env = fake_providers.env()
+    # the killed worker's locks must expire: 10 s, not the default 60 s, keeps the suite short
+    env = {**fake_providers.env(), "CONVERSATION_LOCK_SECONDS": "10"}
     with Deployment(
         redis_server.url, env=env, rules=open_only_rules, workers=0, concurrency=4
     ) as dep:

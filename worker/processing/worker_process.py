@@ -55,6 +55,9 @@ from worker.storage.wire import drain_message
 log = logging.getLogger(__name__)
 
 RECOVERY_INTERVAL: Final = 15.0
+# A conversation or lane marked active this many lock TTLs ago, unlocked and not parked, is
+# recovered (90 s with the default 60 s lock): its drain died and its lock expired.
+STALE_AFTER_LOCKS: Final = 1.5
 WAKE_INTERVAL: Final = 5.0
 DLQ_TRIM_INTERVAL: Final = 60.0
 HEARTBEAT_INTERVAL: Final = 5.0
@@ -62,7 +65,9 @@ HEARTBEAT_INTERVAL: Final = 5.0
 HEARTBEAT_FILE: Final = Path(tempfile.gettempdir()) / "ticket-worker.heartbeat"
 
 
-def conversation_recovery(client: redis.Redis, *, parked_key: str = keys.PARKED) -> Recovery:
+def conversation_recovery(
+    client: redis.Redis, *, parked_key: str = keys.PARKED, stale_after: float = 90.0
+) -> Recovery:
     """The sweep that queues a drain for a conversation a dead worker left behind."""
     return Recovery(
         client,
@@ -71,10 +76,13 @@ def conversation_recovery(client: redis.Redis, *, parked_key: str = keys.PARKED)
         parked_key=parked_key,
         queue=keys.CELERY_QUEUE,
         build_message=drain_message,
+        stale_after=stale_after,
     )
 
 
-def lanes_recovery(client: redis.Redis, *, parked_key: str = keys.PARKED_LANES) -> Recovery:
+def lanes_recovery(
+    client: redis.Redis, *, parked_key: str = keys.PARKED_LANES, stale_after: float = 90.0
+) -> Recovery:
     """The sweep that makes a lane a dead drain left with work ready again."""
     return Recovery(
         client,
@@ -84,6 +92,7 @@ def lanes_recovery(client: redis.Redis, *, parked_key: str = keys.PARKED_LANES) 
         queue=keys.READY_LANES,
         build_message=lambda member: member,
         active_key=keys.ACTIVE_LANES,
+        stale_after=stale_after,
     )
 
 
@@ -196,8 +205,11 @@ class WorkerProcess:
         """Start the parked releaser and the recovery sweep (once per worker process)."""
         if self._background:
             return
-        recovery = conversation_recovery(self.redis, parked_key=self.parking.key)
-        lane_recovery = lanes_recovery(self.redis, parked_key=self.lane_parking.key)
+        stale = STALE_AFTER_LOCKS * self.settings.conversation_lock_seconds
+        recovery = conversation_recovery(self.redis, parked_key=self.parking.key, stale_after=stale)
+        lane_recovery = lanes_recovery(
+            self.redis, parked_key=self.lane_parking.key, stale_after=stale
+        )
         self._serve_metrics()
         self._background = [
             ParkedReleaser(self.parking, ready),
