@@ -47,6 +47,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.storage
 	$(BIN)/python -m bench.console
+	$(BIN)/python -m bench.e2e --events 1500 --quiet 4000 --rounds 5
+	$(BIN)/python -m bench.timers
 
 clean:
 	rm -rf $(VENV) .ticket-worker .mypy_cache .pytest_cache .ruff_cache .coverage*
