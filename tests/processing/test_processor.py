@@ -5,6 +5,7 @@ Inbox, as the receiver does."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import httpx
@@ -207,7 +208,9 @@ def test_a_drain_past_its_budget_parks_between_actions_not_only_between_events()
     assert world.provider.routes()[1:] == ["/api/v1/customers", "/api/v1/tickets"]
 
 
-def test_a_lane_whose_lock_was_lost_stops_before_its_next_action(world: World) -> None:
+def test_a_lane_whose_lock_was_lost_stops_before_its_next_action(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     def steal(request: httpx.Request) -> httpx.Response:
         world.redis.set("tw:lanelock:a:14", "another worker")  # our lock expired, was taken
         world.processor._lanes._leases.renew()
@@ -216,7 +219,9 @@ def test_a_lane_whose_lock_was_lost_stops_before_its_next_action(world: World) -
     world.provider.answers = [steal]
     world.accept(14, "help")
     world.accept(14, "thanks")
-    report = world.processor.drain("14")
+    with caplog.at_level(logging.WARNING):
+        report = world.processor.drain("14")
+    assert "conversation lock lost; stopping" in caplog.text
     assert "closeTicket" not in world.provider.routes()  # the close was not started
     assert world.provider.routes().count("/api/v1/tickets") == 1  # the other lane ran
     assert report.parked_until is None

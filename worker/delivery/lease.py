@@ -8,7 +8,9 @@ this one works; if the process dies, the lock expires one TTL later and another 
 over.
 
 A lease whose renewal fails (the lock expired or Redis lost it) is marked `lost`: the drain
-checks before each action and stops. A lease held longer than `max_hold` is no longer
+checks before each action, stops, and says so in the log. The keeper itself logs nothing:
+a renewal can race the holder's last step, which released the lock just before the holder
+let go of the lease, and that loss stops nothing. A lease held longer than `max_hold` is no longer
 renewed and is logged: a drain is bounded far below that (it stops starting actions after
 its run budget), so only a stuck thread gets there.
 """
@@ -117,10 +119,8 @@ class LeaseKeeper:
             elif not self._store.extend(lease.conversation, lease.token, self._ttl_ms):
                 with self._guard:
                     ended = id(lease) not in self._leases
-                if ended or lease.released:
-                    continue  # its work ended meanwhile and let the lock go: nothing lost
-                log.warning("conversation lock lost", extra={"conversation": lease.conversation})
-                lease.lost = True
+                if not (ended or lease.released):  # else its work let the lock go: not lost
+                    lease.lost = True  # the holder stops and logs it (see the docstring)
 
     def stop(self) -> None:
         self._periodic.stop()

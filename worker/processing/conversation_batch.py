@@ -42,7 +42,7 @@ from worker.engine import Ruleset
 from worker.processing import items
 from worker.processing.items import Claimed, Decided, DrainReport
 from worker.processing.lane_fields import AWALCHAT_LANE
-from worker.processing.lanes import Budget, FirstItem, LaneDrainer, Stop
+from worker.processing.lanes import Budget, FirstItem, LaneDrainer, Stop, lock_lost
 from worker.storage.conversations import ConversationStore
 from worker.storage.drains import AGAIN, DrainSteps, Head, Taken, read_advanced, read_taken
 
@@ -228,6 +228,8 @@ class ConversationBatches:
             if step.head is not None:
                 more.append((decided.conversation, step.head))
                 continue
+            if step.lost:
+                lock_lost(decided.conversation)
             held.drop(decided.conversation)  # let go by the step (or lost)
             if step.lane is not None:
                 first = None

@@ -55,6 +55,15 @@ class Stop(Exception):
         self.until = until
 
 
+def lock_lost(name: str) -> None:
+    """Say that a drain stopped because its lock on `name` (a conversation or a lane) was
+    lost: its lease's renewal or its own step found another holder, or none."""
+    log.warning(
+        "conversation lock lost; stopping, the rest is left to its next holder",
+        extra={"conversation": name},
+    )
+
+
 @dataclass(frozen=True)
 class Budget:
     """A drain's run budget: `check` raises Stop unless one more action may start."""
@@ -65,7 +74,8 @@ class Budget:
     stopping: Callable[[], bool]
 
     def check(self, lease: Lease) -> None:
-        if lease.lost:
+        if lease.lost:  # logged here, where it stops work (see worker.delivery.lease)
+            lock_lost(lease.conversation)
             raise Stop(None)
         now = self.clock()
         if now - self.started > self.seconds or self.stopping():
@@ -194,7 +204,9 @@ class LaneDrainer:
                 after=outcomes,
             )
             if step.head is None:
-                if not step.lost:
+                if step.lost:
+                    lock_lost(member)
+                else:
                     lease.let_go()  # the step released the lock
                 return processed, None, not step.lost, step.taken if step.asked else AGAIN
             head = step.head

@@ -40,7 +40,7 @@ from worker.processing.actions import ActionExecutor
 from worker.processing.conversation_batch import ConversationBatches
 from worker.processing.items import Claimed, Decided, DrainReport
 from worker.processing.lane_fields import destination
-from worker.processing.lanes import Budget, FirstItem, LaneDrainer, LaneLocks, Stop
+from worker.processing.lanes import Budget, FirstItem, LaneDrainer, LaneLocks, Stop, lock_lost
 from worker.processing.shadow_runner import ShadowRunner
 from worker.processing.solo_batch import SoloBatches
 from worker.storage import keys
@@ -249,7 +249,9 @@ class ConversationProcessor:
                 lanes=decided.lanes,
                 delivery_id=decided.delivery_id,
             )
-            if step.head is None and not step.lost:
+            if step.lost:
+                lock_lost(conversation)
+            elif step.head is None:
                 lease.let_go()  # the step released the lock
             admitted = items.settle(self._store, decided, step.answers)
             if step.lane is not None:
