@@ -54,7 +54,8 @@ DrainOne = Callable[[str, str, Head, Budget, str | None], tuple[DrainReport, Tak
 
 
 class Process(Protocol):
-    """The processor's `_process`: decide a head, its writes queued on `writes`."""
+    """`ItemDecider.process` (worker.processing.deciding): decide a head, its writes queued
+    on `writes`."""
 
     def __call__(
         self, conversation: str, head: Head, writes: redis.client.Pipeline, ruleset: Ruleset

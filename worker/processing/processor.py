@@ -4,15 +4,14 @@ it decided to the conversation's lanes (one per destination: `worker.processing.
 One drain at a time holds a conversation (a Redis lock with a token, renewed by
 `worker.delivery.lease`), so its events are decided one at a time against the state the
 earlier decisions projected (`ticket:` conditions). Each item (a webhook's delivery, a
-replay `r...`, a wait coming due `t...`) is opened and decided by `worker.processing.items`;
+replay `r...`, a wait coming due `t...`) is opened and decided by `deciding` and `items`;
 its decision, the breaker's verdicts and the hand-over to its lanes leave in one round trip
 with the step to the next item (`worker.storage.drains`). When that step leaves the inbox
 empty, the drain takes the first lane itself and carries its action out at once
 (`action_runner`: once, under the idempotency key delivery:rule#index); a lane that must
 wait parks alone. A woken drain (`drain_ready`) takes ready lanes and conversations (with a
 backlog, several at once: quiet events of no conversation by `solo_batch`, the others by
-`conversation_batch`) until its run budget is spent. Dry runs decide
-in their own view of the tickets, shadow rules in views of their own (`shadow_runner`).
+`conversation_batch`) until its run budget is spent.
 """
 
 from __future__ import annotations
@@ -24,9 +23,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
-import redis
-
-from worker.delivery.breaker import RunawayBreaker, Verdict
+from worker.delivery.breaker import RunawayBreaker
 from worker.delivery.dlq import DeadLetterQueue
 from worker.delivery.gate import Observations
 from worker.delivery.lease import Lease, LeaseKeeper
@@ -38,15 +35,13 @@ from worker.processing import items
 from worker.processing.action_runner import ActionRunner
 from worker.processing.actions import ActionExecutor
 from worker.processing.conversation_batch import ConversationBatches
-from worker.processing.items import Claimed, Decided, DrainReport
-from worker.processing.lane_fields import destination
+from worker.processing.deciding import ItemDecider
+from worker.processing.items import Claimed, DrainReport
 from worker.processing.lanes import Budget, FirstItem, LaneDrainer, LaneLocks, Stop, lock_lost
-from worker.processing.shadow_runner import ShadowRunner
 from worker.processing.solo_batch import SoloBatches
 from worker.storage import keys
 from worker.storage.conversations import ConversationStore
 from worker.storage.drains import AGAIN, CONVERSATION, Batch, DrainSteps, Head, Taken
-from worker.storage.records import is_quiet
 
 
 class ConversationProcessor:
@@ -76,14 +71,12 @@ class ConversationProcessor:
         self._store = store
         self._rules = rules
         self._park = park
-        self._dry_run = dry_run
         self._clock = clock
         self._leases = leases if leases is not None else LeaseKeeper(store, ttl=lock_ttl)
         self._run_budget = run_budget
         self._stopping = stopping
         self._metrics = metrics or WorkerMetrics()
         self._steps = DrainSteps(store.client, dry_run=dry_run, retention=store.retention)
-        self._shadows = ShadowRunner(store, clock=clock)
         self._solo = SoloBatches(
             steps=self._steps,
             rules=rules,
@@ -104,6 +97,14 @@ class ConversationProcessor:
             limits=lambda: rules().limits,
             observations=observations,
         )
+        self._decider = ItemDecider(
+            store=store,
+            rules=rules,
+            runner=self._runner,
+            dry_run=dry_run,
+            metrics=self._metrics,
+            clock=clock,
+        )
         self._lanes = LaneDrainer(
             store=store,
             steps=self._steps,
@@ -120,7 +121,7 @@ class ConversationProcessor:
             leases=self._leases,
             lanes=self._lanes,
             rules=rules,
-            process=self._process,
+            process=self._decider.process,
             drain_one=self._drain_from,
             park=park,
             clock=clock,
@@ -229,7 +230,7 @@ class ConversationProcessor:
         while True:
             try:
                 budget.check(lease)
-                decided = self._process(conversation, head)
+                decided = self._decider.process(conversation, head)
             except Stop as stop:
                 if stop.until is None:
                     return DrainReport(processed), False, AGAIN
@@ -264,64 +265,3 @@ class ConversationProcessor:
                 report = DrainReport(processed)
                 return report, not step.lost, step.taken if step.asked else AGAIN
             head = step.head
-
-    def _process(
-        self,
-        conversation: str,
-        head: Head,
-        writes: redis.client.Pipeline | None = None,
-        ruleset: Ruleset | None = None,
-    ) -> Decided:
-        """Decide the item (once), record at once what needs no call (skipped actions, a
-        dry run's), and say which lanes carry out the rest. Its writes are queued on
-        `writes` (a new pipeline when None), sent with the step to the next item. Decided
-        by `ruleset` (the rules now when None): a batch decides all its items by the one
-        it checked has no shadow rules, whose decisions would send `writes` early."""
-        rules = ruleset if ruleset is not None else self._rules()
-        opened = items.open_item(
-            self._store, conversation, head, dry_run=self._dry_run, metrics=self._metrics
-        )
-        if opened is None:
-            return Decided(conversation)
-        record, event, wait = opened
-        state, before_text = items.state_of(self._store, conversation, record, head)
-        decision = record.decision
-        if writes is None:
-            writes = self._store.client.pipeline(transaction=False)
-        new = None
-        verdicts: list[tuple[str, Verdict]] = []
-        if decision is None:
-            new = items.decide(rules, conversation, record, event, wait, state, now=self._clock())
-            self._store.store_decision(record, new, state, before_text=before_text, pipe=writes)
-            verdicts = self._runner.queue_admissions(writes, record, new, self._clock())
-            decision = new
-            if rules.shadow_rules:  # shadows are decided after the live decision
-                answers = writes.execute()
-                decision = self._store.decision_that_holds(new, answers[0])
-                new, verdicts = None, []
-            record = replace(record, decision=decision, state_before=state, stored=True)
-            quiet = is_quiet(decision, rules)
-            items.observe(
-                self._metrics, record, event, wait, decision, now=self._clock(), quiet=quiet
-            )
-        self._shadows.run(rules, record, event, wait, decision)
-        lanes = set()
-        for action in decision.actions:
-            if action.key in record.done:
-                continue
-            if action.skip_reason is not None or record.dry_run:
-                self._runner.run(record, event, action, state, None, writes)
-            else:
-                lanes.add(destination(action.kind))
-        return Decided(
-            conversation,
-            quiet=is_quiet(decision, rules),
-            has_conversation=event.conversation_id is not None,
-            writes=writes,
-            lanes="".join(sorted(lanes)),  # "a" first: the drain itself takes it
-            delivery_id=record.delivery_id,
-            new=new,
-            verdicts=verdicts,
-            record=record,
-            event=event,
-        )
