@@ -66,8 +66,8 @@ expiry that is not listed as bounded.
                                                                replay or drop: the letter and who
                                                                replayed or dropped it, when, why
     tw:upgraded                      string  worker            UPGRADE_CHECK_TTL (24 h): the last
-                                                               start that looked for keys without
-                                                               an expiry (later starts skip it)
+                                                               finished walk for keys without an
+                                                               expiry (later starts skip it)
     tw:rules                         hash    every process     one: the newest accepted ruleset
     tw:rules:history                 hash    every process     RULES_HISTORY_LIMIT accepted rulesets
     tw:rules:history:order           zset    every process     by version (their files), the newest

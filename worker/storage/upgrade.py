@@ -6,8 +6,8 @@ without one): every worker runs `expire_legacy_keys` once at start, in the backg
     tw:delivery:*, tw:decisions:conv:*
 
 Only keys with no expiry are touched, and it is idempotent. The walk reads every key once, so
-it runs at most once a day per Redis: the first start marks `tw:upgraded` (24 h) and the
-starts after it skip the walk (`force=True` walks anyway).
+it runs about once a day per Redis: a walk that finishes marks `tw:upgraded` (24 h) and the
+starts after it skip the walk (`force=True` walks anyway); one cut short marks nothing.
 
 `convert_decision_log` (run with it) turns the global decision log of an earlier version, a
 list of delivery ids at `tw:decisions` (or moved aside to `tw:decisions:v1` by the first
@@ -53,21 +53,10 @@ def expire_legacy_keys(
 ) -> int:
     """Delete or give an expiry to every listed key that has none; return how many.
 
-    Skipped (0) when another start walked the keys within `UPGRADE_CHECK_TTL`, unless `force`.
+    Skipped (0) when a walk finished within `UPGRADE_CHECK_TTL`, unless `force`.
     """
-    if not client.set(keys.UPGRADED, "1", nx=True, ex=keys.UPGRADE_CHECK_TTL) and not force:
+    if not force and client.exists(keys.UPGRADED):
         return 0
-    try:
-        changed = _expire_walk(client, retention, batch)
-    except BaseException:
-        client.delete(keys.UPGRADED)  # not done: the next start walks again
-        raise
-    if changed:
-        log.info("gave an expiry to %d keys written by an earlier version", changed)
-    return changed
-
-
-def _expire_walk(client: redis.Redis, retention: int, batch: int) -> int:
     changed = 0
     for pattern in (_DELETE, *_EXPIRE):
         for found in _scan(client, pattern, batch):
@@ -86,6 +75,9 @@ def _expire_walk(client: redis.Redis, retention: int, batch: int) -> int:
                     pipe.expire(key, retention, nx=True)
             pipe.execute()
             changed += len(stale)
+    client.set(keys.UPGRADED, "1", ex=keys.UPGRADE_CHECK_TTL)  # only once the walk is done
+    if changed:
+        log.info("gave an expiry to %d keys written by an earlier version", changed)
     return changed
 
 
