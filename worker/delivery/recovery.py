@@ -20,6 +20,7 @@ import redis
 from worker.storage import keys
 
 ACTIVE_KEY: Final = keys.ACTIVE
+STALE_AFTER: Final = 90.0  # seconds; a worker passes 1.5 of its lock TTLs (60 s by default)
 
 # KEYS[1] active zset, KEYS[2] parked zset, KEYS[3] queue; ARGV: now, then per member:
 # member, its lock key, its inbox key, its drain message.
@@ -54,7 +55,7 @@ class Recovery:
         parked_key: str,
         queue: str,
         build_message: Callable[[str], str],
-        stale_after: float = 90.0,
+        stale_after: float = STALE_AFTER,
         active_key: str = ACTIVE_KEY,
     ) -> None:
         self._active_key = active_key

@@ -32,7 +32,7 @@ from worker.delivery.ratelimit import (
     destination_for_helpwave,
     parse_rate,
 )
-from worker.delivery.recovery import Recovery
+from worker.delivery.recovery import STALE_AFTER, Recovery
 from worker.delivery.retry import RetryPolicy
 from worker.helpdesks.awalchat import AwalChatClient
 from worker.helpdesks.helpwave import HelpWaveClient
@@ -66,7 +66,7 @@ HEARTBEAT_FILE: Final = Path(tempfile.gettempdir()) / "ticket-worker.heartbeat"
 
 
 def conversation_recovery(
-    client: redis.Redis, *, parked_key: str = keys.PARKED, stale_after: float = 90.0
+    client: redis.Redis, *, parked_key: str = keys.PARKED, stale_after: float = STALE_AFTER
 ) -> Recovery:
     """The sweep that queues a drain for a conversation a dead worker left behind."""
     return Recovery(
@@ -81,7 +81,7 @@ def conversation_recovery(
 
 
 def lanes_recovery(
-    client: redis.Redis, *, parked_key: str = keys.PARKED_LANES, stale_after: float = 90.0
+    client: redis.Redis, *, parked_key: str = keys.PARKED_LANES, stale_after: float = STALE_AFTER
 ) -> Recovery:
     """The sweep that makes a lane a dead drain left with work ready again."""
     return Recovery(
