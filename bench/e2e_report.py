@@ -7,6 +7,8 @@ import os
 import platform
 from dataclasses import dataclass
 
+from bench.report import median_run
+
 PROCESSES = ("worker", "redis-server", "fake provider")
 OURS_NAME = "ours (`ticket-worker work --concurrency 4`)"
 QUIET_NAME = "ours, events no rule listens to"
@@ -48,8 +50,8 @@ class Round:
 
 
 def median(runs: list[Run]) -> Run:
-    """The run of median rate (the lower middle one for an even count)."""
-    return sorted(runs, key=lambda run: run.rate)[(len(runs) - 1) // 2]
+    """The run of median rate."""
+    return median_run(runs, key=lambda run: run.rate)
 
 
 def render(args: argparse.Namespace, rounds: list[Round]) -> str:

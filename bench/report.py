@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -25,3 +29,9 @@ def write_section(section: str, path: Path = BENCHMARKS) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text.rstrip("\n") + "\n")
+
+
+def median_run(runs: Sequence[T], key: Callable[[T], float]) -> T:
+    """The run of median `key` (the lower middle one for an even count): a real run, whose
+    other figures belong with it, rather than a mix of medians."""
+    return sorted(runs, key=key)[(len(runs) - 1) // 2]

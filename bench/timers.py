@@ -49,7 +49,7 @@ from pathlib import Path
 import redis
 
 from bench.e2e import cpu_seconds
-from bench.report import write_section
+from bench.report import median_run, write_section
 from tests.fakes.server import FakeProvidersServer, run_fake_providers
 from tests.helpers_redis import start_redis_server
 from worker.engine import Ruleset, evaluate, load_ruleset_from_texts
@@ -252,9 +252,9 @@ def floor_lateness(fake: FakeProvidersServer, count: int, lead: float) -> Latene
 LEAD = 30.0  # seconds from the start of a run to the due second: every worker is up by then
 
 
-def median_run(runs: list[Lateness]) -> Lateness:
-    """The run of median last lateness (the lower middle one for an even count)."""
-    return sorted(runs, key=lambda run: run.last)[(len(runs) - 1) // 2]
+def median_late(runs: list[Lateness]) -> Lateness:
+    """The run of median last lateness."""
+    return median_run(runs, key=lambda run: run.last)
 
 
 def main() -> None:
@@ -290,7 +290,7 @@ def render(
     celery_runs: list[Lateness],
     floor_l: Lateness,
 ) -> str:
-    ours_l, celery_l = median_run(ours_runs), median_run(celery_runs)
+    ours_l, celery_l = median_late(ours_runs), median_late(celery_runs)
     memory_goal = "met" if ours_s.bytes_per_wait <= 200 else "NOT met"
     late_goal = "met" if ours_l.last <= 2.0 else "NOT met"
     schedule_rows = [
